@@ -1,0 +1,5 @@
+"""`python -m bot` is `leadbot`."""
+
+from .cli import main
+
+raise SystemExit(main())

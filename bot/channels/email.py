@@ -1,0 +1,147 @@
+"""Email over SMTP: multipart text + HTML. STARTTLS by default, implicit TLS on port 465, and
+never a silent fall-back to plaintext. One connection is reused for a cycle's messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+from .. import escape
+from ..failures import DeliveryError, smtp_code
+from ..models import Message
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = escape.one_line(parts["subject"]).strip() or "New lead"
+    if view.get("urgent"):
+        # Read by Outlook (X-Priority, Importance) and by others (Priority, RFC 2156).
+        msg["X-Priority"] = "1 (Highest)"
+        msg["Importance"] = "High"
+        msg["Priority"] = "urgent"
+    reply_to = _address(view.get("contact", {}).get("email", ""))
+    if reply_to is not None:
+        msg["Reply-To"] = reply_to
+    msg.set_content(parts["text"] + "\n")
+    msg.add_alternative(str(parts["html"]), subtype="html")
+    return msg
+
+
+def _address(text: str) -> Address | None:
+    """The enquirer's address as a Reply-To, only if it is exactly one plain address."""
+    local, _, domain = text.partition("@")
+    if not local or not domain or any(c in text for c in " <>,;:\"\\()[]") or "@" in domain:
+        return None
+    try:
+        return Address(addr_spec=text)
+    except (ValueError, IndexError):
+        return None
+
+
+def message_id(ref: str, sender: str) -> str:
+    """The same for every attempt at one delivery, so a resend after a crash is recognisable."""
+    domain = sender.rpartition("@")[2].rstrip(">").strip() or "leadbot.invalid"
+    return f"<leadbot.{hashlib.sha256(ref.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def stamp(message: Message, sender: str) -> EmailMessage:
+    """Address the composed email for its target; the envelope headers are set once, here."""
+    msg: EmailMessage = message.payload
+    del msg["From"], msg["To"], msg["Date"], msg["Message-ID"]
+    msg["From"] = sender
+    msg["To"] = message.target.address
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = message_id(message.ref, sender)
+    return msg
+
+
+class EmailChannel:
+    def __init__(self, host: str, port: int, sender: str, tls: str = "starttls",
+                 username: str = "", password: str = "", ca_file: str = "",
+                 timeout: float = 30) -> None:
+        self.host, self.sender, self.tls = host, sender, tls
+        self.port = port or (465 if tls == "implicit" else 587)
+        self.username, self.password = username, password
+        self.context = ssl.create_default_context(cafile=ca_file or None)
+        self.timeout = timeout
+        self.smtp: smtplib.SMTP | None = None
+
+    def send(self, message: Message) -> str:
+        msg = stamp(message, self.sender)
+        for attempt in (1, 2):
+            reused = self.smtp is not None
+            try:
+                smtp = self.smtp or self._connect()
+                smtp.send_message(msg, to_addrs=[message.target.address])
+                return str(msg["Message-ID"])
+            except smtplib.SMTPServerDisconnected:
+                self.close()
+                if reused and attempt == 1:
+                    continue  # the kept connection had gone stale: one fresh try
+                raise DeliveryError("the mail server closed the connection", True) from None
+            except smtplib.SMTPRecipientsRefused as exc:
+                code = next(iter(exc.recipients.values()))[0]
+                raise DeliveryError(f"the mail server refused the recipient ({code})",
+                                    smtp_code(code)) from None
+            except smtplib.SMTPResponseException as exc:
+                self.close()
+                raise DeliveryError(f"the mail server answered {exc.smtp_code}",
+                                    smtp_code(exc.smtp_code)) from None
+            except DeliveryError:
+                raise
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise DeliveryError(f"could not reach the mail server ({type(exc).__name__})",
+                                    True) from None
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.tls == "implicit":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                  context=self.context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if self.tls == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise DeliveryError(
+                        f"the mail server {self.host}:{self.port} does not offer STARTTLS and "
+                        "leadbot never sends in plaintext: check email.host and email.port, or "
+                        "set email.tls = \"implicit\" for port 465", False)
+                smtp.starttls(context=self.context)
+                smtp.ehlo()
+            if self.username:
+                if self.tls == "none" and self.host not in LOOPBACK:
+                    raise DeliveryError("refusing to send the SMTP password without TLS: set "
+                                        "email.tls to \"starttls\" or \"implicit\"", False)
+                smtp.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise DeliveryError(f"the mail server refused the login ({exc.smtp_code}): check "
+                                "SMTP_USERNAME and SMTP_PASSWORD", False) from None
+        except ssl.SSLCertVerificationError:
+            smtp.close()
+            raise DeliveryError(f"the mail server's certificate for {self.host} is not trusted",
+                                False) from None
+        except BaseException:
+            smtp.close()
+            raise
+        self.smtp = smtp
+        return smtp
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                self.smtp.close()
+            self.smtp = None

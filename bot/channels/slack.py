@@ -1,0 +1,124 @@
+"""Slack: Block Kit through slack-sdk's WebClient and a bot token.
+
+Limits (api.slack.com/reference/block-kit/blocks): header text 150 characters, section text 3000,
+button text 75. Long text is cut with a marker, never rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from .. import escape
+from ..failures import DeliveryError, slack_error
+from ..models import Message
+
+log = logging.getLogger(__name__)
+EVENT_TYPE = "autumna_lead"  # message metadata that lets a restart find what it already posted
+HEADER_LIMIT, SECTION_LIMIT = 150, 3000
+
+
+def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [{
+        "type": "header",
+        "text": {"type": "plain_text", "text": escape.truncate(parts["header"] or "New lead",
+                                                                HEADER_LIMIT), "emoji": True},
+    }]
+    for name in ("body", "details"):
+        if parts[name]:
+            blocks.append(_section(parts[name]))
+    if view.get("link"):
+        blocks.append({"type": "actions", "elements": [{
+            "type": "button", "text": {"type": "plain_text", "text": "Open the lead"},
+            "url": view["link"], "style": "primary"}]})
+    if parts["footer"]:
+        blocks.append({"type": "context", "elements": [_mrkdwn(parts["footer"])]})
+    return {"text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
+            "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack must not auto-link URLs or channel names that the enquirer typed.
+    return {"type": "mrkdwn", "text": escape.truncate(text, SECTION_LIMIT), "verbatim": True}
+
+
+class SlackChannel:
+    def __init__(self, token: str, base_url: str | None = None, timeout: int = 15) -> None:
+        self.client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL,
+                                timeout=timeout, retry_handlers=[])
+
+    def send(self, message: Message) -> str:
+        payload = message.payload
+        try:
+            response = self.client.chat_postMessage(
+                channel=message.target.address,
+                metadata={"event_type": EVENT_TYPE, "event_payload": {"ref": message.ref}},
+                **payload)
+        except SlackApiError as exc:
+            raise _failure(exc) from None
+        except Exception as exc:  # urllib raises many kinds; all mean "Slack not reached"
+            raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
+        return str(response.get("ts", ""))
+
+    def already_sent(self, message: Message, limit: int = 200) -> bool:
+        """After a crash mid-send: is this message in the channel's recent history already?"""
+        try:
+            channel = self._channel_id(message.target.address)
+            if channel is None:
+                return False
+            history = self.client.conversations_history(channel=channel, limit=limit,
+                                                        include_all_metadata=True)
+        except SlackApiError as exc:
+            raise _failure(exc) from None
+        except Exception as exc:
+            raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
+        messages: list[dict[str, Any]] = history.get("messages", [])
+        for item in messages:
+            meta = item.get("metadata") or {}
+            if meta.get("event_type") == EVENT_TYPE and (
+                    meta.get("event_payload") or {}).get("ref") == message.ref:
+                return True
+        return False
+
+    def _channel_id(self, address: str) -> str | None:
+        if address[:1] in ("U", "W"):
+            return str(self.client.conversations_open(users=address)["channel"]["id"])
+        if not address.startswith("#"):
+            return address
+        cursor = None
+        while True:
+            page = self.client.conversations_list(types="public_channel,private_channel",
+                                                  limit=200, cursor=cursor)
+            channels: list[dict[str, Any]] = page.get("channels", [])
+            for channel in channels:
+                if channel.get("name") == address[1:]:
+                    return str(channel["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+
+
+def _failure(exc: SlackApiError) -> DeliveryError:
+    status = exc.response.status_code
+    if status == 429:
+        retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
+            "retry-after")
+        return DeliveryError("Slack rate limit (HTTP 429)", True, _seconds(retry_after))
+    if status >= 500 or not isinstance(exc.response.data, dict):
+        return DeliveryError(f"HTTP {status} from Slack", status >= 500 or status == 408)
+    code = str(exc.response.get("error", "unknown_error"))
+    return DeliveryError(f"Slack error {code}", slack_error(code))
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return max(1.0, float(value))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,138 @@
+"""The `leadbot` command: run, check, explain, status, resend, purge.
+
+Exit codes: 0 success; 1 something needs attention at run time (a poll failed under --once,
+another instance holds the database); 2 bad config or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from .config import Config, ConfigError, load_config
+from .settings import RedactingFilter, Settings
+
+log = logging.getLogger("leadbot")
+DEMO_FOLDER = Path("leadbot-demo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for name in ("config", "db", "log_level"):  # given before or after the command, or not
+        setattr(args, name, getattr(args, name, None))
+    setup_logging(args.log_level)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem{'s' * (len(exc.problems) != 1)} to fix.",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="rules.toml to use (env LEADBOT_CONFIG; default ./rules.toml)")
+    common.add_argument("--db", type=Path, default=argparse.SUPPRESS,
+                        help="SQLite database (env LEADBOT_DB; default ./leadbot.db, or "
+                             "leadbot-demo/leadbot.db for the demo)")
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="env LEADBOT_LOG_LEVEL; default INFO")
+    top = argparse.ArgumentParser(prog="leadbot", parents=[common], description=(
+        "Polls Autumna for new care home leads and delivers each to the right people on "
+        "Slack, email and Microsoft Teams, as rules.toml says."))
+    sub = top.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    from . import commands
+
+    run = sub.add_parser("run", parents=[common], help="poll and deliver, in a loop")
+    run.add_argument("--once", action="store_true", help="one cycle, then exit")
+    run.add_argument("--backfill", action="store_true",
+                     help="first start: announce leads older than the lookback too")
+    run.add_argument("--demo", action="store_true",
+                     help="use the bundled local Autumna and local sinks even if keys are set")
+    run.set_defaults(command=commands.run)
+
+    check = sub.add_parser("check", parents=[common],
+                           help="validate rules.toml, templates and environment")
+    check.add_argument("--demo", action="store_true", help="skip the environment checks")
+    check.set_defaults(command=commands.check)
+
+    explain = sub.add_parser("explain", parents=[common],
+                             help="show how a lead would be routed and rendered; sends nothing")
+    explain.add_argument("lead_file", type=Path, metavar="LEAD.json")
+    explain.set_defaults(command=commands.explain)
+
+    status = sub.add_parser("status", parents=[common],
+                            help="recent leads and their deliveries")
+    status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")
+    status.set_defaults(command=commands.status)
+    return top
+
+
+def setup_logging(level: str | None) -> None:
+    name = (level or os.environ.get("LEADBOT_LOG_LEVEL") or "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                           "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, name, logging.INFO))
+    if root.level > logging.DEBUG:
+        # These print request URLs at INFO; the Autumna key travels in the query string.
+        for noisy in ("httpx", "httpcore", "slack_sdk", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("LEADBOT_CONFIG") or "rules.toml")
+
+
+def db_path(args: argparse.Namespace, demo: bool) -> Path:
+    chosen = args.db or os.environ.get("LEADBOT_DB")
+    return Path(chosen) if chosen else (DEMO_FOLDER / "leadbot.db" if demo else
+                                        Path("leadbot.db"))
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args))
+
+
+def settings_for(config: Config, demo_flag: bool) -> Settings:
+    settings = Settings.from_env(os.environ, config, demo=True if demo_flag else None)
+    if settings.demo:
+        settings = replace(settings, api_keys={a.name: "demo" for a in config.accounts})
+    return settings
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping: finishing the sends in flight (signal %d)", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,198 @@
+"""Deliver: drains due deliveries. Each is marked `sending`, rendered, sent once on a worker
+thread, and its outcome recorded here, on the calling thread (the only one that writes SQLite).
+
+Every destination is a lane (limits.py): one message at a time at that destination's pace, so a
+throttled or slow channel never holds up the others, and nothing sleeps in a shared loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .autumna import parse_lead
+from .config import Config
+from .failures import DeliveryError
+from .limits import Lanes, RetryPolicy
+from .models import Channel, Delivery, Message
+from .render import Facts, Renderer
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    def send(self, message: Message) -> str: ...
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    dead_refs: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, renderer: Renderer, senders: dict[Channel, Sender],
+                 config: Config, policy: RetryPolicy | None = None,
+                 lanes: Lanes | None = None, workers: int = 8,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.renderer, self.senders, self.config = store, renderer, senders, config
+        self.policy = policy or RetryPolicy()
+        self.lanes = lanes or Lanes()
+        self.clock = clock
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send")
+        self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
+        self.verify: set[int] = set()  # in doubt after a crash: look before sending again
+        self.tally = Tally()
+
+    def recover(self) -> int:
+        """Deliveries left `sending` by a crash are due again; Slack ones are looked up first."""
+        doubtful = self.store.in_doubt()
+        for delivery in doubtful:
+            self.verify.add(delivery.id)
+            self.store.mark_failed(delivery.id, "interrupted: outcome unknown", self.clock())
+        if doubtful:
+            log.warning("%d deliveries were interrupted by a stop; checking and resending them",
+                        len(doubtful))
+        return len(doubtful)
+
+    # -- the loop's two halves: start what is due, then record what finished
+
+    def start_due(self, stopping: bool = False) -> None:
+        if stopping:
+            return
+        now = self.clock()
+        for delivery in self.store.due(now):
+            lane = self.lanes.get(delivery.target)
+            if lane.busy or lane.ready_at(now) > now:
+                continue
+            message = self._render(delivery)
+            if message is None:
+                continue
+            lane.busy = True
+            lane.take(now)
+            self.store.mark_sending(delivery.id, now)
+            verify = delivery.id in self.verify
+            self.verify.discard(delivery.id)
+            future = self.pool.submit(self._attempt, message, verify)
+            self.in_flight[future] = (delivery, message)
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` for a send to finish, and record every one that has."""
+        if not self.in_flight:
+            if timeout > 0:
+                time.sleep(timeout)
+            return
+        done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout),
+                       return_when=FIRST_COMPLETED)
+        for future in done:
+            delivery, message = self.in_flight.pop(future)
+            self._record(delivery, message, future)
+
+    def next_wake(self) -> float:
+        """When something may next be sent: the earliest due delivery on a free lane."""
+        now = self.clock()
+        due_at = self.store.next_due_at()
+        if due_at is None:
+            return now + 3600
+        if due_at > now:
+            return due_at
+        soonest = now + 3600
+        for delivery in self.store.due(now, limit=200):
+            lane = self.lanes.get(delivery.target)
+            if not lane.busy:
+                soonest = min(soonest, lane.ready_at(now))
+        return soonest
+
+    def idle(self, horizon: float = 0.0) -> bool:
+        """Nothing in flight and nothing due within `horizon` seconds."""
+        due_at = self.store.next_due_at()
+        return not self.in_flight and (due_at is None or due_at > self.clock() + horizon)
+
+    def close(self) -> None:
+        while self.in_flight:
+            self.wait(5.0)
+        self.pool.shutdown(wait=True)
+        closer = getattr(self.senders.get(Channel.EMAIL), "close", None)
+        if closer:
+            closer()
+
+    # -- one delivery
+
+    def _attempt(self, message: Message, verify: bool) -> str:
+        sender = self.senders[message.target.channel]
+        check = getattr(sender, "already_sent", None)
+        if verify and check is not None and check(message):
+            return "found in the channel after a restart"
+        return sender.send(message)
+
+    def _render(self, delivery: Delivery) -> Message | None:
+        try:
+            return self.render(delivery)
+        except Exception as exc:  # a broken group template must not stop the queue
+            self.store.mark_sending(delivery.id, self.clock())
+            self._fail(delivery, DeliveryError(f"could not render: {type(exc).__name__}: "
+                                               f"{str(exc)[:150]}", False))
+            return None
+
+    def render(self, delivery: Delivery) -> Message:
+        subject, target = delivery.subject, delivery.target
+        ref = f"{subject}/{target.key}"
+        if subject.startswith("notice:"):
+            notice = self.store.notice(int(subject[7:]))
+            if notice is None:
+                raise LookupError(f"notice {subject} is missing")
+            return self.renderer.render_notice(notice["title"], notice["text"], target, ref)
+        row = self.store.lead_row(subject)
+        if row is None or row["raw"] is None:
+            raise LookupError(f"lead {subject} is missing or its details were erased")
+        if row["unreadable"]:
+            return self.renderer.render_notice(
+                "Autumna sent a lead leadbot could not read",
+                f"Account {row['account']!r}: {row['problem']}. It is kept in the database as "
+                f"{subject}; please look for it in Autumna.", target, ref)
+        lead = parse_lead(json.loads(row["raw"]), row["account"])
+        facts = Facts(bool(row["urgent"]), bool(row["unrouted"]), tuple(json.loads(row["notes"])))
+        return self.renderer.render(lead, target, facts, ref)
+
+    def _record(self, delivery: Delivery, message: Message, future: Future[str]) -> None:
+        now = self.clock()
+        lane = self.lanes.get(delivery.target)
+        lane.busy = False
+        try:
+            remote_id = future.result()
+        except DeliveryError as exc:
+            if exc.retry_after is not None:
+                lane.throttled(now, exc.retry_after)
+            self._fail(delivery, exc)
+            return
+        except Exception as exc:  # a bug in a channel is a failure to retry, not a crash
+            log.exception("unexpected error sending %s", message.summary)
+            self._fail(delivery, DeliveryError(f"unexpected {type(exc).__name__}", True))
+            return
+        self.store.mark_sent(delivery.id, now, remote_id)
+        self.tally.sent += 1
+        log.info("sent     %s", message.summary)
+
+    def _fail(self, delivery: Delivery, error: DeliveryError) -> None:
+        now = self.clock()
+        first = delivery.first_attempt_at or now
+        retry_at = self.policy.next_attempt(delivery.attempts + 1, first, now, error.retry_after
+                                            ) if error.transient else None
+        self.store.mark_failed(delivery.id, error.reason, retry_at)
+        where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
+        if retry_at is None:
+            self.tally.dead += 1
+            self.tally.dead_refs.append(f"{where}: {error.reason}")
+            log.error("gave up  %s: %s", where, error.reason)
+        else:
+            self.tally.failed += 1
+            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason,
+                        retry_at - now)

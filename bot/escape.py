@@ -1,0 +1,63 @@
+"""Escaping for each output, in one place. Every lead field is typed by the public: in every output
+it must stay text — no mention, link, tag or header that the template did not put there.
+
+Templates never call these: each Jinja environment in render.py applies one of them to every
+`{{ value }}`, except values wrapped in `Trusted` (built by leadbot from rules.toml).
+"""
+
+from __future__ import annotations
+
+import re
+
+# A word joiner (U+2060) is invisible, but no autolinker reads "https:\u2060//" as a link.
+_SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data|vbscript|ssh|sftp|wss?)(:)(/*)")
+_WWW = re.compile(r"(?i)\bwww\.")
+_MD_ANYWHERE = re.compile(r"([\\`*_\[\]<>~|!])")
+_MD_LINE_START = re.compile(r"(?m)^(\s*)([-+#>=]|\d+[.)])")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+class Trusted(str):
+    """Text leadbot wrote itself (a Slack mention of a configured manager, a configured link):
+    passed through unescaped."""
+
+    __slots__ = ()
+
+
+def defang(text: str) -> str:
+    """Stop clients from turning a URL typed by the public into a live link."""
+    text = _SCHEME.sub(lambda m: m[1] + m[2] + "\u2060" + m[3], text)
+    return _WWW.sub(lambda m: m[0][:3] + "\u2060.", text)
+
+
+def plain(text: str) -> str:
+    """Plain text (email body, Slack plain_text, terminal): no control characters, no live URLs."""
+    return defang(_CONTROL.sub("", text))
+
+
+def one_line(text: str) -> str:
+    """An email header or a title: one line, whatever the input held."""
+    return re.sub(r"\s+", " ", plain(text))
+
+
+def slack(text: str) -> str:
+    """Slack mrkdwn: `& < >` are the only control characters (api.slack.com/reference/surfaces/
+    formatting#escaping); with them escaped no `<!channel>` or `<url|label>` can form."""
+    text = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+def markdown(text: str) -> str:
+    """Adaptive Card TextBlocks render a Markdown subset (bold, italic, lists, links): escape what
+    could start any of them."""
+    text = _MD_ANYWHERE.sub(r"\\\1", plain(text))
+    return _MD_LINE_START.sub(lambda m: m[1] + "\\" + m[2], text)
+
+
+def truncate(text: str, limit: int, marker: str = "… (truncated)") -> str:
+    """Cut to `limit` characters with a visible marker, never inside an escape sequence."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - len(marker))]
+    cut = re.sub(r"&[a-z]{0,4}$|\\$", "", cut)  # no half of "&amp;" or of a Markdown escape
+    return cut.rstrip() + marker

@@ -1,0 +1,163 @@
+"""What leadbot prints for people: `explain`, `status` and the demo's summary.
+
+Everything shown passes through `escape.plain`, so nothing an enquirer typed can move the cursor,
+recolour the terminal or reorder text.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .escape import plain
+from .models import Channel, Delivery, Lead, Status, Unreadable
+from .render import Facts, Renderer, format_moment
+from .rules import Routing
+from .store import Store
+
+RULE = "─" * 72
+
+
+def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Config) -> str:
+    home = config.homes.get(lead.service.id) if lead.service.id is not None else None
+    out = [RULE,
+           f"Lead {lead.key}: {lead.category.name} for "
+           f"{home.name if home else lead.service.name or 'an unknown service'} "
+           f"(service {lead.service.id}){', anonymised' if lead.anonymised else ''}",
+           RULE, "Rules, in order:"]
+    for result in routing.results:
+        mark = "✓" if result.matched else "·"
+        flags = "".join([" [urgent]" * result.rule.urgent, " [stop]" * result.rule.stop])
+        out.append(f"  {mark} rules[{result.rule.index}] {result.rule.name!r}{flags}")
+        out.extend(f"      {'because' if result.matched else 'no:'} {why}"
+                   for why in result.reasons)
+    if len(routing.results) < len(config.rules):
+        out.append("  (evaluation stopped: a matching rule says stop = true)")
+    out.append(f"Urgent: {'yes' if routing.urgent else 'no'}"
+               + ("   Unrouted: yes (no rule reached anybody; the fallback has it)"
+                  if routing.unrouted else ""))
+    out.extend(f"Note: {note}" for note in routing.notes)
+    out.extend(f"Autumna sent an odd value: {p}" for p in lead.problems)
+    out.append("Deliveries (one message each):")
+    for target in routing.targets:
+        out.append(f"  → {target.key}  ({target.label}; {target.privacy})  from: "
+                   + ", ".join(dict.fromkeys(routing.reached_by[target.key])))
+    facts = Facts(routing.urgent, routing.unrouted, tuple(routing.notes))
+    for target in routing.targets:
+        message = renderer.render(lead, target, facts)
+        out += ["", f"── {target.channel} message to {target.address} ──", show(message.payload)]
+    return plain("\n".join(out))
+
+
+def explain_unreadable(record: Unreadable, config: Config) -> str:
+    return plain("\n".join([
+        RULE, f"Unreadable record {record.key}: {record.problem}", RULE,
+        f"leadbot keeps it, raw, and reports it to the fallback destination "
+        f"({config.fallback}) instead of dropping it:", record.raw[:2000]]))
+
+
+def show(payload: Any) -> str:
+    if isinstance(payload, EmailMessage):
+        headers = "\n".join(f"{k}: {v}" for k, v in payload.items()
+                            if k.lower() not in ("content-type", "mime-version"))
+        text = payload.get_body(("plain",))
+        html = payload.get_body(("html",))
+        body = text.get_content() if text else ""
+        size = len(html.get_content()) if html else 0
+        return f"{headers}\n\n{body.rstrip()}\n\n[HTML part: {size} characters]"
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def status(store: Store, config: Config | None, limit: int, now: float) -> str:
+    tz = config.timezone if config else UTC
+    out = ["Polling:"]
+    accounts = [a.name for a in config.accounts] if config else []
+    for name in accounts or ["default"]:
+        state = store.poll_state(name)
+        if state is None:
+            out.append(f"  {name}: never polled")
+            continue
+        line = f"  {name}: last success {_when(state['last_success'], tz, now)}"
+        if state["failing_since"]:
+            line += (f"; FAILING since {_when(state['failing_since'], tz, now)}: "
+                     f"{state['last_error']}")
+        out.append(line)
+    counts = store.counts()
+    out.append("Deliveries: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in Status))
+    out += ["", f"Recent leads (newest first, up to {limit}):"]
+    leads = store.recent_leads(limit)
+    by_subject: dict[str, list[Delivery]] = {}
+    for delivery in store.deliveries_of([row["key"] for row in leads]):
+        by_subject.setdefault(delivery.subject, []).append(delivery)
+    for row in leads:
+        out.append("  " + _lead_line(row, config, tz, now))
+        for delivery in by_subject.get(row["key"], []):
+            out.append("      " + _delivery_line(delivery, tz, now))
+    stuck = store.deliveries("status IN (?, ?)", [Status.DEAD, Status.RETRYING], limit=50)
+    if stuck:
+        out += ["", "Retrying and dead deliveries (`leadbot resend` queues them again):"]
+        out += [f"  {d.subject:<14} " + _delivery_line(d, tz, now) for d in stuck]
+    return plain("\n".join(out))
+
+
+def _lead_line(row: dict[str, Any], config: Config | None, tz: Any, now: float) -> str:
+    if row["unreadable"]:
+        return f"{row['key']:<14} UNREADABLE from account {row['account']!r}: {row['problem']}"
+    category = row["category"] or f"category {row['category_id']}"
+    home = config.homes.get(row["service_id"]) if config else None
+    flags = [f for f, on in (("URGENT", row["urgent"]), ("unrouted", row["unrouted"]),
+                             ("recorded, not announced", not row["announced"])) if on]
+    place = home.name if home else f"service {row['service_id']}"
+    return (f"{row['key']:<14} {category} · {place} · seen {_when(row['seen_at'], tz, now)}"
+            + (f"  [{', '.join(flags)}]" * bool(flags)))
+
+
+def _delivery_line(d: Delivery, tz: Any, now: float) -> str:
+    line = f"{d.status:<8} {d.target.channel:<5} {d.target.address} ({d.target.label})"
+    if d.status is Status.SENT and d.sent_at:
+        line += f" at {_when(d.sent_at, tz, now)}"
+    if d.attempts > 1 or d.status in (Status.RETRYING, Status.DEAD):
+        line += f", {d.attempts} attempt{'s' * (d.attempts != 1)}"
+    if d.status is Status.RETRYING:
+        line += f", next {_when(d.next_attempt_at, tz, now)}"
+    if d.last_error and d.status is not Status.SENT:
+        line += f": {d.last_error}"
+    return line
+
+
+def _when(stamp: float | None, tz: Any, now: float) -> str:
+    if not stamp:
+        return "never"
+    ago = now - stamp
+    moment = format_moment(datetime.fromtimestamp(stamp, UTC), tz)
+    if abs(ago) < 90:
+        return f"{moment} ({'in ' if ago < 0 else ''}{abs(int(ago))}s{' ago' if ago >= 0 else ''})"
+    return moment
+
+
+def demo_summary(store: Store, config: Config, since: float, folder: Path, now: float
+                 ) -> str:
+    leads = [r for r in store.recent_leads(10_000) if r["seen_at"] >= since]
+    out = ["", RULE, "Demo summary", RULE]
+    if not leads:
+        out.append("Nothing new: every bundled lead was delivered by an earlier run and is "
+                   f"remembered in {folder}/leadbot.db. Delete {folder}/ to see the demo again.")
+        return "\n".join(out)
+    deliveries: dict[str, list[Delivery]] = {}
+    for d in store.deliveries_of([r["key"] for r in leads]):
+        deliveries.setdefault(d.subject, []).append(d)
+    for row in sorted(leads, key=lambda r: r["key"]):
+        out.append(_lead_line(row, config, config.timezone, now))
+        for d in deliveries.get(row["key"], []):
+            mark = {Status.SENT: "✓"}.get(d.status, "…")
+            out.append(f"    {mark} {d.target.channel:<5} {d.target.address}  ({d.target.label})")
+    files = {c: len(list((folder / c).glob("*"))) for c in Channel if (folder / c).exists()}
+    out += ["", f"{len(leads)} leads; messages written to {folder}/: "
+            + ", ".join(f"{n} {c} in {folder}/{c}/" for c, n in files.items()),
+            "Open an .eml file with any mail program; Slack and Teams payloads are the exact JSON "
+            "that would be posted."]
+    return plain("\n".join(out))
