@@ -78,6 +78,16 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("lead_file", type=Path, metavar="LEAD.json")
     explain.set_defaults(command=commands.explain)
 
+    resend = sub.add_parser("resend", parents=[common], help=(
+        "queue dead and retrying deliveries again, once their cause is fixed"))
+    which = resend.add_argument_group("which deliveries (at least one)")
+    which.add_argument("--all", action="store_true", help="every dead or retrying delivery")
+    which.add_argument("--lead", metavar="KEY", help="one lead, e.g. 4:2000")
+    which.add_argument("--destination", metavar="NAME",
+                       help="a destination name, address or channel:address")
+    resend.add_argument("--dead", action="store_true", help="only dead ones, not retrying ones")
+    resend.set_defaults(command=commands.resend)
+
     status = sub.add_parser("status", parents=[common],
                             help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")

@@ -100,17 +100,43 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    path = db_path(args, demo=False)
-    if not path.exists() and (DEMO_FOLDER / "leadbot.db").exists() and not args.db:
-        path = DEMO_FOLDER / "leadbot.db"
-    if not path.exists():
-        print(f"leadbot: no database at {path} yet: run `leadbot run` first", file=sys.stderr)
+    store = existing_store(args)
+    if store is None:
         return 1
     try:
         config = load(args)
     except ConfigError:
         config = None  # status still works; homes are then shown by service id
-    store = Store(path)
     print(report.status(store, config, args.limit, time.time()))
     store.close()
     return 0
+
+
+def resend(args: argparse.Namespace) -> int:
+    if not (args.all or args.lead or args.destination):
+        print("leadbot resend: say which: --all, --lead KEY and/or --destination NAME",
+              file=sys.stderr)
+        return 2
+    store = existing_store(args)
+    if store is None:
+        return 1
+    chosen = store.failed(args.lead, args.destination, args.dead)
+    count = store.requeue([d.id for d in chosen], time.time())
+    for delivery in chosen:
+        print(f"queued again: {delivery.subject} -> {delivery.target.label} "
+              f"({delivery.target.key}), was {delivery.status}: {delivery.last_error}")
+    print(f"{count} deliver{'y' if count == 1 else 'ies'} queued; a running leadbot sends them "
+          f"now, or the next `leadbot run` will.")
+    store.close()
+    return 0
+
+
+def existing_store(args: argparse.Namespace) -> Store | None:
+    """The database that `run` uses; the demo's if that is the only one there is."""
+    path = db_path(args, demo=False)
+    if not path.exists() and (DEMO_FOLDER / "leadbot.db").exists() and not args.db:
+        path = DEMO_FOLDER / "leadbot.db"
+    if not path.exists():
+        print(f"leadbot: no database at {path} yet: run `leadbot run` first", file=sys.stderr)
+        return None
+    return Store(path)

@@ -38,6 +38,14 @@ class Polling:
     overlap: timedelta = timedelta(minutes=15)
     lookback: timedelta = timedelta(hours=24)  # on first start, older leads are recorded silently
     history: timedelta = timedelta(days=30)  # how far back the first poll looks
+    alert_after: timedelta = timedelta(minutes=15)  # no successful poll for this long: tell ops
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    first: timedelta = timedelta(seconds=30)  # the first retry comes about this long after
+    cap: timedelta = timedelta(hours=1)  # retries are never further apart than this
+    give_up: timedelta = timedelta(hours=24)  # after this long, dead-letter and tell ops
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,7 @@ class Config:
     lead_url: str
     accounts: tuple[Account, ...]
     polling: Polling
+    retries: Retries
     email: EmailSettings
     homes: dict[int, Home]
     destinations: dict[str, Destination]
@@ -155,7 +164,8 @@ def load_config(path: Path) -> Config:
     return _Loader(path, raw).load()
 
 
-TOP_KEYS = ("group", "autumna", "polling", "email", "routing", "homes", "destinations", "rules")
+TOP_KEYS = ("group", "autumna", "polling", "retries", "email", "routing", "homes",
+            "destinations", "rules")
 CONDITION_KEYS = ("category", "service", "postcode", "funding", "timescales", "on_behalf_of",
                   "anonymised", "content", "content_regex", "account")
 
@@ -178,7 +188,9 @@ class _Loader:
         self.keys(raw, "", TOP_KEYS)
         group = self.table(raw, "group", ("name", "timezone", "templates", "lead_url"))
         autumna = self.table(raw, "autumna", ("accounts",))
-        polling = self.table(raw, "polling", ("interval", "overlap", "lookback", "history"))
+        polling = self.table(raw, "polling", ("interval", "overlap", "lookback", "history",
+                                              "alert_after"))
+        retries = self.table(raw, "retries", ("first", "cap", "give_up"))
         email = self.table(raw, "email", ("host", "port", "sender", "tls", "ca_file"))
         routing = self.table(raw, "routing", ("fallback", "ops"))
         homes = self.homes(raw.get("homes", {}))
@@ -193,7 +205,8 @@ class _Loader:
             templates=self.folder(group.get("templates")),
             lead_url=self.text(group, "group.lead_url"),
             accounts=self.accounts(autumna.get("accounts")),
-            polling=Polling(**{k: self.duration(polling, k) for k in polling}),
+            polling=Polling(**{k: self.duration("polling", polling, k) for k in polling}),
+            retries=Retries(**{k: self.duration("retries", retries, k) for k in retries}),
             email=self.email(email),
             homes=homes,
             destinations=destinations,
@@ -246,15 +259,17 @@ class _Loader:
             self.error("group.templates", f"folder {folder} does not exist")
         return folder
 
-    def duration(self, table: dict[str, Any], key: str) -> timedelta:
+    def duration(self, section: str, table: dict[str, Any], key: str) -> timedelta:
         value = table[key]
         match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value)) if not isinstance(
             value, bool) else None
         if not match:
-            self.error(f"polling.{key}", f"expected a duration like \"90s\", \"15m\", \"24h\" "
+            self.error(f"{section}.{key}", f"expected a duration like \"90s\", \"15m\", \"24h\" "
                                          f"or \"30d\", got {value!r}")
             return timedelta(0)
         unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        if int(match[1]) == 0 and key in ("interval", "first", "cap", "give_up"):
+            self.error(f"{section}.{key}", "must be longer than zero")
         return timedelta(seconds=int(match[1]) * unit)
 
     def secret_ref(self, value: Any, where: str, example: str) -> str:

@@ -87,6 +87,7 @@ class Dispatcher:
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` for a send to finish, and record every one that has."""
         if not self.in_flight:
+            self._rest()
             if timeout > 0:
                 time.sleep(timeout)
             return
@@ -120,6 +121,11 @@ class Dispatcher:
         while self.in_flight:
             self.wait(5.0)
         self.pool.shutdown(wait=True)
+        self._rest()
+
+    def _rest(self) -> None:
+        """Nothing in flight: let the mail server go until the next email is due (one SMTP
+        connection serves each burst of messages)."""
         closer = getattr(self.senders.get(Channel.EMAIL), "close", None)
         if closer:
             closer()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from . import alerts
 from .autumna import AutumnaClient, Batch, PollError
 from .channels.email import EmailChannel
 from .channels.sink import FolderSink
@@ -24,7 +25,7 @@ from .channels.slack import SlackChannel
 from .channels.teams import TeamsChannel
 from .config import Config
 from .dispatch import Dispatcher, Sender
-from .limits import Lanes
+from .limits import Lanes, RetryPolicy
 from .models import Channel, Lead
 from .render import Renderer
 from .rules import route
@@ -33,6 +34,7 @@ from .store import NewLead, Routed, Store
 
 log = logging.getLogger(__name__)
 ONCE_HORIZON = 15.0  # under --once, retries due this soon still belong to this cycle
+DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class Runner:
         next_poll = self.clock()
         polling: Future[list[PollResult]] | None = None
         polled_ok: bool | None = None
+        next_dead_check = self.clock() + DEAD_LETTER_BATCH
         interval = self.config.polling.interval.total_seconds()
         try:
             while not self.stop.is_set():
@@ -161,12 +164,17 @@ class Runner:
                     for result in results:
                         self.poller.record(result, stamp)
                     polled_ok = all(r.batch is not None for r in results)
+                    alerts.poll_health(self.poller.store, self.config, self.clock())
                 self.dispatcher.start_due()
                 if once and polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
                     break
                 wake = min(self.dispatcher.next_wake(), next_poll if polling is None else
                            now + 0.05)
                 self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
+                if self.dispatcher.idle() or self.clock() >= next_dead_check:
+                    # Batched: one notice for a burst of failures, not one per delivery.
+                    alerts.dead_letters(self.poller.store, self.config, self.clock())
+                    next_dead_check = self.clock() + DEAD_LETTER_BATCH
         finally:
             self.dispatcher.close()
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -196,7 +204,10 @@ def build(config: Config, settings: Settings, store: Store, backfill: bool = Fal
         }
     # The demo's folder has no rate limit to respect.
     lanes = Lanes({c: (1e6, 1e6) for c in Channel}) if sink is not None else None
-    dispatcher = Dispatcher(store, Renderer(config), senders, config, lanes=lanes)
+    retries = config.retries
+    policy = RetryPolicy(retries.first.total_seconds(), retries.cap.total_seconds(),
+                         retries.give_up.total_seconds())
+    dispatcher = Dispatcher(store, Renderer(config), senders, config, policy, lanes)
     poller = Poller(AutumnaClient(settings.autumna_url, http), settings.api_keys, store, config,
                     backfill)
     runner = Runner(poller, dispatcher, config, stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -93,9 +94,18 @@ class Settings:
             found.append(f"environment: {var} is not set (a Teams webhook URL named in "
                          f"{config.path.name})")
         for var, url in sorted(self.teams_webhooks.items()):
-            if var in teams_vars and not url.startswith("https://"):
+            if var in teams_vars and not _secure_url(url):
                 found.append(f"environment: {var} must be an https:// Workflows webhook URL")
         return found
+
+
+def _secure_url(url: str) -> bool:
+    """https, or plain http to this machine only (a local relay or a test stand-in)."""
+    host = urlsplit(url).hostname or ""
+    return url.startswith("https://") or (url.startswith("http://") and host in LOOPBACK)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 # --- keeping secrets out of logs ------------------------------------------------------------

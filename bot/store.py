@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sent_at REAL,
     remote_id TEXT NOT NULL DEFAULT '',
     reasons TEXT NOT NULL DEFAULT '[]',
+    dead_announced INTEGER NOT NULL DEFAULT 0,  -- ops has been told this one failed for good
     UNIQUE (subject, channel, address)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS polls (
     last_success REAL,
     last_attempt REAL,
     last_error TEXT NOT NULL DEFAULT '',
-    failing_since REAL
+    failing_since REAL,
+    alerted INTEGER NOT NULL DEFAULT 0  -- ops has been told polling is failing
 );
 CREATE TABLE IF NOT EXISTS notices (
     id INTEGER PRIMARY KEY,
@@ -102,6 +104,7 @@ class Store:
         if str(path) != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")  # `leadbot resend` may write while a run does
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -208,13 +211,54 @@ class Store:
         self.db.execute("UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ? "
                         "WHERE id = ?", (status, error[:300], retry_at or 0, delivery_id))
 
+    def unannounced_dead(self) -> list[Delivery]:
+        rows = self.db.query("SELECT * FROM deliveries WHERE status = ? AND dead_announced = 0 "
+                             "AND subject NOT LIKE 'notice:%' ORDER BY id", [Status.DEAD])
+        return [_delivery(r) for r in rows]
+
+    def announce_dead(self, delivery_ids: list[int], notice: tuple[str, str, str],
+                      targets: Iterable[Target], now: float) -> None:
+        """One notice to ops for these dead deliveries, and never again for them."""
+        with self.db.atomic():
+            self.add_notice(*notice, targets, now)
+            for delivery_id in delivery_ids:
+                self.db.execute("UPDATE deliveries SET dead_announced = 1 WHERE id = ?",
+                                (delivery_id,))
+
+    def all_dead(self, subject: str) -> bool:
+        row = self.db.execute("SELECT COUNT(*), SUM(status = ?) FROM deliveries WHERE subject = ?",
+                              (Status.DEAD, subject)).fetchone()
+        return bool(row[0]) and row[0] == row[1]
+
+    def add_targets(self, subject: str, targets: Iterable[tuple[Target, tuple[str, ...]]],
+                    urgent: bool, now: float) -> None:
+        with self.db.atomic():
+            self._add_deliveries(subject, targets, urgent, now)
+
+    def failed(self, lead: str | None, destination: str | None, dead_only: bool
+               ) -> list[Delivery]:
+        """Dead (and, unless dead_only, retrying) deliveries, by lead key and/or destination
+        (its name in rules.toml, its address, or channel:address)."""
+        where = ["status IN (?, ?)"]
+        params: list[Any] = [Status.DEAD, Status.DEAD if dead_only else Status.RETRYING]
+        if lead:
+            where.append("subject = ?")
+            params.append(lead)
+        if destination:
+            where.append("(label = ? OR address = ? OR channel || ':' || address = ?)")
+            params += [destination] * 3
+        rows = self.db.query(f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id",
+                             params)
+        return [_delivery(r) for r in rows]
+
     def requeue(self, delivery_ids: Iterable[int], now: float) -> int:
         ids = list(delivery_ids)
         if not ids:
             return 0
         cursor = self.db.execute(
             f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, "
-            f"first_attempt_at = NULL WHERE id IN ({','.join('?' * len(ids))})",
+            f"first_attempt_at = NULL, dead_announced = 0 "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
             (Status.PENDING, now, *ids))
         return int(cursor.rowcount)
 
@@ -254,6 +298,9 @@ class Store:
             "watermark = excluded.watermark, last_success = excluded.last_success, "
             "last_attempt = excluded.last_attempt, last_error = '', failing_since = NULL",
             (account, watermark, now, now))
+
+    def set_alerted(self, account: str, alerted: bool) -> None:
+        self.db.execute("UPDATE polls SET alerted = ? WHERE account = ?", (int(alerted), account))
 
     def poll_failed(self, account: str, error: str, now: float) -> None:
         self.db.execute(
