@@ -227,7 +227,7 @@ def parse_lead(record: Any, account: str) -> Lead:
         budget_max=_number(_either(specific, "budget_max", "budgetMax")),
         extra=_extra(record, specific),
         problems=tuple(problems),
-        raw=json.dumps(record, ensure_ascii=False),
+        raw=json.dumps(record, ensure_ascii=True),  # ASCII: a lone surrogate cannot break SQLite
     )
 
 

@@ -88,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
     resend.add_argument("--dead", action="store_true", help="only dead ones, not retrying ones")
     resend.set_defaults(command=commands.resend)
 
+    purge = sub.add_parser("purge", parents=[common], help=(
+        "erase personal details older than privacy.retention now (run does it daily)"))
+    purge.set_defaults(command=commands.purge)
+
     status = sub.add_parser("status", parents=[common],
                             help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")

@@ -131,6 +131,19 @@ def resend(args: argparse.Namespace) -> int:
     return 0
 
 
+def purge(args: argparse.Namespace) -> int:
+    config = load(args)
+    store = existing_store(args)
+    if store is None:
+        return 1
+    erased = pipeline.purge(store, config, time.time())
+    print(f"Erased the personal details of {erased} lead{'s' * (erased != 1)} first seen more "
+          f"than {config.privacy.retention.days} days ago; ids, times and delivery outcomes "
+          f"are kept.")
+    store.close()
+    return 0
+
+
 def existing_store(args: argparse.Namespace) -> Store | None:
     """The database that `run` uses; the demo's if that is the only one there is."""
     path = db_path(args, demo=False)

@@ -49,6 +49,20 @@ class Retries:
 
 
 @dataclass(frozen=True, slots=True)
+class Privacy:
+    """What each channel may show by default (a destination's own `privacy` wins), and how long
+    personal details are kept."""
+
+    slack: str = "full"
+    teams: str = "full"
+    email: str = "full"
+    retention: timedelta = timedelta(days=90)
+
+    def level(self, channel: Channel) -> str:
+        return str(getattr(self, channel.value))
+
+
+@dataclass(frozen=True, slots=True)
 class EmailSettings:
     host: str = ""
     port: int = 0  # 0: 465 for implicit TLS, else 587
@@ -99,6 +113,7 @@ class Config:
     accounts: tuple[Account, ...]
     polling: Polling
     retries: Retries
+    privacy: Privacy
     email: EmailSettings
     homes: dict[int, Home]
     destinations: dict[str, Destination]
@@ -111,7 +126,7 @@ class Config:
     def targets_used(self) -> set[Channel]:
         found = {t.channel for d in self.destinations.values() for t in d.targets}
         for home in self.homes.values():
-            found |= {t.channel for t in home_targets(home, None)}
+            found |= {t.channel for t in home_targets(home, None, self.privacy)}
         return found
 
 
@@ -129,7 +144,8 @@ def channel_of_attribute(name: str) -> Channel | None:
     return None
 
 
-def home_targets(home: Home, attribute: str | None) -> list[Target]:
+def home_targets(home: Home, attribute: str | None, privacy: Privacy = Privacy()
+                 ) -> list[Target]:
     """The targets behind `home.<attribute>` (all of the home's when attribute is None)."""
     found: list[Target] = []
     for name, value in home.attributes.items():
@@ -138,7 +154,8 @@ def home_targets(home: Home, attribute: str | None) -> list[Target]:
             continue
         label = f"home.{name}"
         for address in value if isinstance(value, list) else [value]:
-            found.append(Target(channel, _address(channel, address), label))
+            found.append(Target(channel, _address(channel, address), label,
+                                privacy.level(channel)))
     return found
 
 
@@ -164,7 +181,7 @@ def load_config(path: Path) -> Config:
     return _Loader(path, raw).load()
 
 
-TOP_KEYS = ("group", "autumna", "polling", "retries", "email", "routing", "homes",
+TOP_KEYS = ("group", "autumna", "polling", "retries", "privacy", "email", "routing", "homes",
             "destinations", "rules")
 CONDITION_KEYS = ("category", "service", "postcode", "funding", "timescales", "on_behalf_of",
                   "anonymised", "content", "content_regex", "account")
@@ -191,10 +208,12 @@ class _Loader:
         polling = self.table(raw, "polling", ("interval", "overlap", "lookback", "history",
                                               "alert_after"))
         retries = self.table(raw, "retries", ("first", "cap", "give_up"))
+        privacy = self.privacy(self.table(raw, "privacy", ("slack", "teams", "email",
+                                                            "retention")))
         email = self.table(raw, "email", ("host", "port", "sender", "tls", "ca_file"))
         routing = self.table(raw, "routing", ("fallback", "ops"))
         homes = self.homes(raw.get("homes", {}))
-        destinations = self.destinations(raw.get("destinations", {}))
+        destinations = self.destinations(raw.get("destinations", {}), privacy)
         rules = self.rules(raw.get("rules", []), homes, destinations)
         fallback = self.reference(routing, "routing.fallback", destinations, required=True)
         ops = self.reference(routing, "routing.ops", destinations, required=False)
@@ -207,6 +226,7 @@ class _Loader:
             accounts=self.accounts(autumna.get("accounts")),
             polling=Polling(**{k: self.duration("polling", polling, k) for k in polling}),
             retries=Retries(**{k: self.duration("retries", retries, k) for k in retries}),
+            privacy=privacy,
             email=self.email(email),
             homes=homes,
             destinations=destinations,
@@ -375,7 +395,22 @@ class _Loader:
                               f"\"U…\"){hint}")
         return value
 
-    def destinations(self, raw: Any) -> dict[str, Destination]:
+    def privacy(self, raw: dict[str, Any]) -> Privacy:
+        levels = {}
+        for channel in Channel:
+            level = raw.get(channel.value, "full")
+            if level not in PRIVACY_LEVELS:
+                self.error(f"privacy.{channel.value}", f"expected one of "
+                                                       f"{', '.join(PRIVACY_LEVELS)}")
+            levels[channel.value] = str(level)
+        retention = self.duration("privacy", raw, "retention") if "retention" in raw else \
+            timedelta(days=90)
+        if retention < timedelta(days=2):
+            self.error("privacy.retention", "keep personal details at least \"2d\": deliveries "
+                                            "are retried for up to a day")
+        return Privacy(**levels, retention=retention)
+
+    def destinations(self, raw: Any, privacy: Privacy) -> dict[str, Destination]:
         if not isinstance(raw, dict):
             self.error("destinations", "expected a [destinations] table")
             return {}
@@ -388,8 +423,8 @@ class _Loader:
                 self.error(where, "expected a table such as { slack = \"#group-leads\" }")
                 continue
             self.keys(spec, where, ("slack", "email", "teams", "privacy"))
-            privacy = spec.get("privacy", "full")
-            if privacy not in PRIVACY_LEVELS:
+            level = spec.get("privacy")
+            if level is not None and level not in PRIVACY_LEVELS:
                 self.error(f"{where}.privacy", f"expected one of {', '.join(PRIVACY_LEVELS)}")
             targets: list[Target] = []
             for channel in Channel:
@@ -397,7 +432,8 @@ class _Loader:
                     continue
                 value = self.address(f"{where}.{channel.value}", channel, spec[channel.value])
                 for address in value if isinstance(value, list) else [value]:
-                    targets.append(Target(channel, _address(channel, address), name, privacy))
+                    targets.append(Target(channel, _address(channel, address), name,
+                                          str(level or privacy.level(channel))))
             if not targets and isinstance(spec, dict):
                 self.error(where, "give at least one of slack, email or teams")
             found[name] = Destination(name, tuple(targets))

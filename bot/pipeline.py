@@ -35,6 +35,7 @@ from .store import NewLead, Routed, Store
 log = logging.getLogger(__name__)
 ONCE_HORIZON = 15.0  # under --once, retries due this soon still belong to this cycle
 DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
+PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Runner:
         polling: Future[list[PollResult]] | None = None
         polled_ok: bool | None = None
         next_dead_check = self.clock() + DEAD_LETTER_BATCH
+        next_purge = self.clock()
         interval = self.config.polling.interval.total_seconds()
         try:
             while not self.stop.is_set():
@@ -165,6 +167,9 @@ class Runner:
                         self.poller.record(result, stamp)
                     polled_ok = all(r.batch is not None for r in results)
                     alerts.poll_health(self.poller.store, self.config, self.clock())
+                if self.clock() >= next_purge:
+                    purge(self.poller.store, self.config, self.clock())
+                    next_purge = self.clock() + PURGE_EVERY
                 self.dispatcher.start_due()
                 if once and polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
                     break
@@ -182,6 +187,15 @@ class Runner:
                 close()
         return polled_ok is not False
 
+
+
+def purge(store: Store, config: Config, now: float) -> int:
+    """Retention: erase personal details older than `privacy.retention`."""
+    erased = store.purge(now - config.privacy.retention.total_seconds(), now)
+    if erased:
+        log.info("retention: erased the personal details of %d leads older than %s", erased,
+                 config.privacy.retention)
+    return erased
 
 
 def build(config: Config, settings: Settings, store: Store, backfill: bool = False,

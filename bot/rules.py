@@ -31,6 +31,9 @@ class Routing:
         if target.key not in self.reached_by:
             self.targets.append(target)
             self.reached_by[target.key] = []
+        elif target.privacy == "minimal":
+            # Reached twice with different privacy: the stricter level wins.
+            self.targets = [target if t.key == target.key else t for t in self.targets]
         self.reached_by[target.key].append(why)
 
 
@@ -64,7 +67,7 @@ def route(lead: Lead, config: Config) -> Routing:
 
 def resolve(ref: str, home: Home | None, config: Config) -> list[Target]:
     if ref.startswith("home."):
-        return home_targets(home, ref[5:]) if home is not None else []
+        return home_targets(home, ref[5:], config.privacy) if home is not None else []
     return list(config.destinations[ref].targets)
 
 

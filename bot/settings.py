@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .autumna import DEFAULT_URL
 from .config import Config, home_targets
@@ -88,7 +88,7 @@ class Settings:
         teams_vars = {t.address for d in config.destinations.values() for t in d.targets
                       if t.channel is Channel.TEAMS}
         for home in config.homes.values():
-            teams_vars |= {t.address for t in home_targets(home, None)
+            teams_vars |= {t.address for t in home_targets(home, None, config.privacy)
                            if t.channel is Channel.TEAMS}
         for var in sorted(teams_vars - set(self.teams_webhooks)):
             found.append(f"environment: {var} is not set (a Teams webhook URL named in "

@@ -96,7 +96,7 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
         if str(path) != ":memory:" and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Owner-only from the first byte: the database holds personal data.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.db = sqlite_utils.Database(path if str(path) != ":memory:" else None,
@@ -104,6 +104,7 @@ class Store:
         if str(path) != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten too
         self.db.execute("PRAGMA busy_timeout=10000")  # `leadbot resend` may write while a run does
         self.db.executescript(SCHEMA)
 
@@ -285,6 +286,22 @@ class Store:
                                  f"({','.join('?' * len(chunk))}) ORDER BY id", chunk)
             yield from (_delivery(r) for r in rows)
 
+    # -- retention
+
+    def purge(self, before: float, now: float) -> int:
+        """Erase the personal details of leads first seen before `before` whose deliveries are
+        all finished, keeping ids, timestamps and delivery outcomes."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE leads SET raw = NULL, purged_at = ? WHERE raw IS NOT NULL "
+                "AND seen_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE "
+                "d.subject = leads.key AND d.status IN (?, ?, ?))",
+                (now, before, Status.PENDING, Status.SENDING, Status.RETRYING))
+        count = int(cursor.rowcount)
+        if count:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return count
+
     # -- polls
 
     def poll_state(self, account: str) -> dict[str, Any] | None:
@@ -338,7 +355,7 @@ def lock(db_path: Path | str) -> Any:
     import fcntl
 
     path = Path(f"{db_path}.lock")
-    handle = open(path, "a")  # noqa: SIM115 (held open on purpose: closing releases the lock)
+    handle = os.fdopen(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
