@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from typing import Protocol
 from .autumna import parse_lead
 from .config import Config
 from .failures import DeliveryError
-from .limits import Lanes, RetryPolicy
-from .models import Channel, Delivery, Message
+from .limits import Lane, Lanes, RetryPolicy, lane_of
+from .models import Channel, Delivery, Message, Status, Target
 from .render import Facts, Renderer
 from .store import Store
 
 log = logging.getLogger(__name__)
+OPEN = (Status.PENDING, Status.RETRYING)
+RELOAD = 1.0  # seconds between reads of the due queue while work remains
 
 
 class Sender(Protocol):
@@ -49,6 +52,8 @@ class Dispatcher:
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send")
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
+        self.queues: dict[str, deque[tuple[int, Target]]] = {}
+        self.loaded_at = float("-inf")
         self.verify: set[int] = set()  # in doubt after a crash: look before sending again
         self.tally = Tally()
 
@@ -65,24 +70,49 @@ class Dispatcher:
 
     # -- the loop's two halves: start what is due, then record what finished
 
-    def start_due(self, stopping: bool = False) -> None:
-        if stopping:
-            return
+    def changed(self) -> None:
+        """New deliveries were written (a poll, a notice, a resend): look again."""
+        self.loaded_at = float("-inf")
+
+    def start_due(self) -> None:
+        """Start the next delivery of every lane that is free and within its rate."""
         now = self.clock()
-        for delivery in self.store.due(now):
-            lane = self.lanes.get(delivery.target)
+        self._load(now)
+        for queue in self.queues.values():
+            if not queue:
+                continue
+            lane = self.lanes.get(queue[0][1])
             if lane.busy or lane.ready_at(now) > now:
                 continue
-            message = self._render(delivery)
-            if message is None:
-                continue
-            lane.busy = True
-            lane.take(now)
-            self.store.mark_sending(delivery.id, now)
-            verify = delivery.id in self.verify
-            self.verify.discard(delivery.id)
-            future = self.pool.submit(self._attempt, message, verify)
-            self.in_flight[future] = (delivery, message)
+            while queue:
+                delivery = self.store.delivery(queue.popleft()[0])
+                if delivery is not None and delivery.status in OPEN and \
+                        delivery.next_attempt_at <= now:
+                    self._start(delivery, lane, now)
+                    break
+
+    def _load(self, now: float) -> None:
+        """Read what is due into one queue per lane, at most every RELOAD seconds, so a backlog
+        of thousands costs one query a second, not one per message."""
+        if now - self.loaded_at < RELOAD and any(self.queues.values()):
+            return
+        self.queues = {}
+        for delivery_id, channel, address in self.store.due(now):
+            target = Target(Channel(channel), address, "")
+            self.queues.setdefault(lane_of(target), deque()).append((delivery_id, target))
+        self.loaded_at = now
+
+    def _start(self, delivery: Delivery, lane: Lane, now: float) -> None:
+        message = self._render(delivery)
+        if message is None:
+            return
+        lane.busy = True
+        lane.take(now)
+        self.store.mark_sending(delivery.id, now)
+        verify = delivery.id in self.verify
+        self.verify.discard(delivery.id)
+        future = self.pool.submit(self._attempt, message, verify)
+        self.in_flight[future] = (delivery, message)
 
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` for a send to finish, and record every one that has."""
@@ -98,18 +128,19 @@ class Dispatcher:
             self._record(delivery, message, future)
 
     def next_wake(self) -> float:
-        """When something may next be sent: the earliest due delivery on a free lane."""
+        """When something may next be sent: a free lane's next slot, or the next retry."""
         now = self.clock()
-        due_at = self.store.next_due_at()
-        if due_at is None:
-            return now + 3600
-        if due_at > now:
-            return due_at
         soonest = now + 3600
-        for delivery in self.store.due(now, limit=200):
-            lane = self.lanes.get(delivery.target)
-            if not lane.busy:
-                soonest = min(soonest, lane.ready_at(now))
+        for queue in self.queues.values():
+            if queue:
+                lane = self.lanes.get(queue[0][1])
+                if not lane.busy:
+                    soonest = min(soonest, lane.ready_at(now))
+        due_at = self.store.next_due_at()
+        if due_at is not None and due_at > now:
+            soonest = min(soonest, due_at)
+        elif due_at is not None and not any(self.queues.values()):
+            soonest = now  # due but not loaded yet
         return soonest
 
     def idle(self, horizon: float = 0.0) -> bool:

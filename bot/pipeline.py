@@ -167,6 +167,7 @@ class Runner:
                         self.poller.record(result, stamp)
                     polled_ok = all(r.batch is not None for r in results)
                     alerts.poll_health(self.poller.store, self.config, self.clock())
+                    self.dispatcher.changed()
                 if self.clock() >= next_purge:
                     purge(self.poller.store, self.config, self.clock())
                     next_purge = self.clock() + PURGE_EVERY
@@ -178,7 +179,8 @@ class Runner:
                 self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
                 if self.dispatcher.idle() or self.clock() >= next_dead_check:
                     # Batched: one notice for a burst of failures, not one per delivery.
-                    alerts.dead_letters(self.poller.store, self.config, self.clock())
+                    if alerts.dead_letters(self.poller.store, self.config, self.clock()):
+                        self.dispatcher.changed()
                     next_dead_check = self.clock() + DEAD_LETTER_BATCH
         finally:
             self.dispatcher.close()

@@ -179,15 +179,21 @@ class Store:
 
     # -- deliveries
 
-    def due(self, now: float, limit: int = 1000) -> list[Delivery]:
-        rows = self.db.query(
-            "SELECT * FROM deliveries WHERE status IN (?, ?) AND next_attempt_at <= ? "
-            "ORDER BY urgent DESC, next_attempt_at, id LIMIT ?", [*OPEN, now, limit])
-        return [_delivery(r) for r in rows]
+    # Hot queries name their statuses literally so SQLite can use the partial index.
+
+    def due(self, now: float) -> list[tuple[int, str, str]]:
+        """(id, channel, address) of every delivery due now, most pressing first."""
+        return [(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT id, channel, address FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id", (now,))]
+
+    def delivery(self, delivery_id: int) -> Delivery | None:
+        rows = list(self.db.query("SELECT * FROM deliveries WHERE id = ?", [delivery_id]))
+        return _delivery(rows[0]) if rows else None
 
     def next_due_at(self) -> float | None:
-        row = self.db.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN (?, ?)",
-                              OPEN).fetchone()
+        row = self.db.execute("SELECT MIN(next_attempt_at) FROM deliveries "
+                              "WHERE status IN ('pending', 'retrying')").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def in_doubt(self) -> list[Delivery]:
