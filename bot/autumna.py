@@ -96,7 +96,13 @@ def parse_body(text: str, account: str) -> Batch:
 
 
 def _records_of(data: dict[str, Any]) -> list[Any]:
+    errors = data.get("error") or data.get("errors")
     if isinstance(data.get("data"), list):
+        if errors and not data["data"]:
+            raise PollError(f"Autumna answered with an error: {clean_line(str(errors))[:200]}")
+        if errors:
+            log.warning("Autumna sent leads with an error alongside: %s",
+                        clean_line(str(errors))[:200])
         return list(data["data"])
     if "id" in data or "category" in data:
         return [data]
@@ -111,19 +117,27 @@ def _records_of(data: dict[str, Any]) -> list[Any]:
 def _load_json(text: str) -> Any:
     if not text.strip():
         raise PollError("Autumna answered with an empty body")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = json.loads(repair_quotes(text))
-        except json.JSONDecodeError:
-            raise PollError(f"Autumna answered with something that is not JSON "
-                            f"({len(text)} characters, starting {_peek(text)})") from None
-    except RecursionError:
-        raise PollError("Autumna answered JSON nested too deeply to be leads") from None
+    data = _decode(text)
+    if data is _NOT_JSON:
+        data = _decode(repair_quotes(text))
+    if data is _NOT_JSON:
+        raise PollError(f"Autumna answered with something that is not JSON "
+                        f"({len(text)} characters, starting {_peek(text)})")
     if _depth(data) > MAX_DEPTH:
         raise PollError("Autumna answered JSON nested too deeply to be leads")
     return data
+
+
+_NOT_JSON = object()
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return _NOT_JSON
+    except RecursionError:
+        raise PollError("Autumna answered JSON nested too deeply to be leads") from None
 
 
 def _peek(text: str) -> str:
@@ -341,6 +355,10 @@ _COMMA_VALUES = ("Part Buy, Part Rent",)  # one documented value that contains a
 # C0/C1 controls (but tab and newline), lone surrogates, and bidi overrides that can disguise text
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
+# Terminal escape sequences as a whole (CSI "ESC [ 31 m", OSC "ESC ] 8;; url BEL"), so no
+# "[31m" is left behind when the ESC itself is removed.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|"
+                   r"\x9b[0-?]*[ -/]*[@-~]")
 
 
 def clean_text(value: Any) -> str:
@@ -351,7 +369,7 @@ def clean_text(value: Any) -> str:
         value = value if isinstance(value, int | float) else json.dumps(value, default=str)
         value = str(value)
     value = value.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", value).strip()
+    return _CONTROL.sub("", _ANSI.sub("", value)).strip()
 
 
 def clean_line(value: Any) -> str:
@@ -368,6 +386,8 @@ def parse_list_text(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(item for item in (clean_line(v) for v in _flatten(value)) if item)
     text = clean_line(value).translate(str.maketrans("‘’“”", "''\"\""))
+    if len(text) > 1 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()  # the list literal arrived quoted once more
     if not (text.startswith("[") and text.endswith("]")):
         return (text,) if text else ()
     inner = text[1:-1].strip()

@@ -20,8 +20,9 @@ ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 SLACK_ID = re.compile(r"^[CGDUW][A-Z0-9]{2,}$")
 SLACK_NAME = re.compile(r"^#[a-z0-9][a-z0-9_\-.]{0,79}$")
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
-LOOKS_SECRET = re.compile(r"xox[abpre]-|hooks\.slack\.com|logic\.azure\.com|webhook\.office\.com|"
-                          r"[?&](sig|api_key|token|key)=", re.IGNORECASE)
+LOOKS_SECRET = re.compile(r"xox[a-z]-|xapp-|hooks\.slack\.com|logic\.azure\.com|"
+                          r"webhook\.office\.com|[?&](sig|api_key|token|key)=|^[A-Za-z0-9_\-]{32,}$",
+                          re.IGNORECASE)
 PRIVACY_LEVELS = ("full", "minimal")
 TLS_MODES = ("starttls", "implicit", "none")
 
@@ -222,7 +223,7 @@ class _Loader:
             group=self.text(group, "group.name") or "Care group",
             timezone=self.zone(group.get("timezone", "Europe/London")),
             templates=self.folder(group.get("templates")),
-            lead_url=self.text(group, "group.lead_url"),
+            lead_url=self.lead_url(self.text(group, "group.lead_url")),
             accounts=self.accounts(autumna.get("accounts")),
             polling=Polling(**{k: self.duration("polling", polling, k) for k in polling}),
             retries=Retries(**{k: self.duration("retries", retries, k) for k in retries}),
@@ -263,6 +264,21 @@ class _Loader:
             self.error(where, "expected text in quotes")
             return ""
         return value.strip()
+
+    def lead_url(self, pattern: str) -> str:
+        if not pattern:
+            return ""
+        fields = {"category_id": 1, "lead_id": 1, "service_id": 1}
+        try:
+            url = pattern.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            self.error("group.lead_url", f"cannot fill in {pattern!r} ({type(exc).__name__}: "
+                                         f"{exc}): use only {{category_id}}, {{lead_id}} and "
+                                         f"{{service_id}}")
+            return ""
+        if not url.startswith(("https://", "http://")):
+            self.error("group.lead_url", "expected a link starting https://")
+        return pattern
 
     def zone(self, name: Any) -> ZoneInfo:
         try:
@@ -352,6 +368,9 @@ class _Loader:
             where = f"homes.{key}"
             if not str(key).isdigit():
                 self.error(where, "a home is keyed by its Autumna service id, e.g. [homes.100000]")
+                continue
+            if int(key) in homes:
+                self.error(where, f"service {int(key)} is described twice")
                 continue
             if not isinstance(attrs, dict):
                 self.error(where, "expected a table of the home's attributes")
@@ -447,10 +466,13 @@ class _Loader:
                 self.error(where, "required: name the destination that gets leads no rule "
                                   "routes, e.g. fallback = \"group-leads\"")
             return ""
+        if not isinstance(value, str):
+            self.error(where, "expected one destination name in quotes")
+            return ""
         if value not in destinations:
             self.error(where, f"unknown destination {value!r}" + _did_you_mean(
-                str(value), list(destinations)))
-        return str(value)
+                value, list(destinations)))
+        return value
 
     def rules(self, raw: Any, homes: dict[int, Home], dests: dict[str, Destination]
               ) -> tuple[Rule, ...]:
@@ -510,6 +532,8 @@ class _Loader:
                     if attr not in home_attrs:
                         self.error(f"{path}.{attr}", f"no home has {attr!r}" + _did_you_mean(
                             attr, home_attrs))
+                    if any(isinstance(v, dict | list) for v in _listed(wanted)):
+                        self.error(f"{path}.{attr}", "expected a value or a list of values")
                     yield Condition(f"home.{attr}", tuple(normalise(v) for v in _listed(wanted)),
                                     tuple(_listed(wanted)))
                 continue
@@ -538,6 +562,9 @@ class _Loader:
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 ids.append(v)
+                if v not in CATEGORY_NAMES:
+                    self.warn(path, f"category {v} is not one Autumna documents (1-8); it will "
+                                    f"match only if Autumna starts sending it")
             elif isinstance(v, str) and normalise(v) in by_name:
                 ids.append(by_name[normalise(v)])
             else:
@@ -582,6 +609,9 @@ class _Loader:
                            ) -> tuple[Any, ...]:
         compiled = []
         for v in values:
+            if not isinstance(v, str):
+                self.error(path, f"expected a regular expression in quotes, got {v!r}")
+                continue
             try:
                 compiled.append(re.compile(str(v), re.IGNORECASE))
             except re.error as exc:
@@ -590,9 +620,10 @@ class _Loader:
 
     def when_content(self, path: str, values: list[Any], homes: dict[int, Home]
                      ) -> tuple[Any, ...]:
-        words = self.when_text(path, values, homes)
-        return tuple(re.compile(r"(?<!\w)" + re.escape(w) + r"(?!\w)", re.IGNORECASE)
-                     for w in words)
+        words = [w for w in self.when_text(path, values, homes) if isinstance(w, str)]
+        # Whole words or phrases; any run of spaces or line breaks between a phrase's words.
+        return tuple(re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, w.split())) + r"(?!\w)",
+                                re.IGNORECASE) for w in words)
 
     def when_funding(self, path: str, values: list[Any], homes: dict[int, Home]
                      ) -> tuple[Any, ...]:

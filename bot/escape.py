@@ -13,7 +13,7 @@ import re
 _SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data|vbscript|ssh|sftp|wss?)(:)(/*)")
 _WWW = re.compile(r"(?i)\bwww\.")
 _MD_ANYWHERE = re.compile(r"([\\`*_\[\]<>~|!])")
-_MD_LINE_START = re.compile(r"(?m)^(\s*)([-+#>=]|\d+[.)])")
+_MD_LINE_START = re.compile(r"(?m)^(\s*)(?:([-+#>=])|(\d+)([.)]))")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -51,7 +51,9 @@ def markdown(text: str) -> str:
     """Adaptive Card TextBlocks render a Markdown subset (bold, italic, lists, links): escape what
     could start any of them."""
     text = _MD_ANYWHERE.sub(r"\\\1", plain(text))
-    return _MD_LINE_START.sub(lambda m: m[1] + "\\" + m[2], text)
+    # A list marker is escaped on its punctuation: "\-", "1\." (CommonMark escapes only that).
+    return _MD_LINE_START.sub(lambda m: m[1] + ("\\" + m[2] if m[2] else m[3] + "\\" + m[4]),
+                              text)
 
 
 def truncate(text: str, limit: int, marker: str = "… (truncated)") -> str:
@@ -59,5 +61,7 @@ def truncate(text: str, limit: int, marker: str = "… (truncated)") -> str:
     if len(text) <= limit:
         return text
     cut = text[: max(0, limit - len(marker))]
-    cut = re.sub(r"&[a-z]{0,4}$|\\$", "", cut)  # no half of "&amp;" or of a Markdown escape
+    cut = re.sub(r"&[a-z]{0,4}$", "", cut)  # no half of "&amp;"
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]  # no half of a Markdown escape "\\x"
     return cut.rstrip() + marker

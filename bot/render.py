@@ -8,6 +8,7 @@ block by block. Every `{{ value }}` is escaped for its output by the environment
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -39,6 +40,7 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "markdown": escape.markdown, "html": escape.plain,  # html: autoescape does the rest
 }
 CHAT_CONTENT_LIMIT = 1500  # characters of the enquirer's message shown in chat; email has it all
+FIELD_LIMIT = 200  # characters of a name, address or phone number: nobody's is longer
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -186,15 +188,15 @@ def lead_view(lead: Lead, target: Target, facts: Facts, config: Config) -> dict[
             "id": lead.id,
             "received": format_moment(lead.date, tz) if lead.date else "time unknown",
             "anonymised": lead.anonymised,
-            "timescales": ", ".join(lead.timescales),
+            "timescales": _short(", ".join(lead.timescales)),
             "visit_date": format_day(lead.visit_date) if lead.visit_date else "",
-            "visit_time": lead.visit_time,
-            "postcode": lead.service.postcode,
+            "visit_time": _short(lead.visit_time),
+            "postcode": _short(lead.service.postcode),
             "account": lead.account,
             "enquirer": _join(lead.enquirer_first_name, lead.enquirer_surname) if personal else "",
             "resident": _join(lead.resident_first_name, lead.resident_surname) if personal else "",
-            "on_behalf_of": ", ".join(lead.on_behalf_of) if personal else "",
-            "funding": ", ".join(lead.funding) if personal else "",
+            "on_behalf_of": _short(", ".join(lead.on_behalf_of)) if personal else "",
+            "funding": _short(", ".join(lead.funding)) if personal else "",
             "budget": _budget(lead) if personal else "",
             "content": content if personal else "",
             "instruction": lead.instruction if personal and lead.category.id in (1, 2, 3, 4, 5)
@@ -219,8 +221,8 @@ def contact_view(lead: Lead, personal: bool) -> dict[str, Any]:
     elif not email_ok:
         note = "Permission to contact by phone only"
     return {
-        "phone": lead.telephone if personal and phone_ok else "",
-        "email": lead.sender if personal and email_ok else "",
+        "phone": _short(lead.telephone) if personal and phone_ok else "",
+        "email": _short(lead.sender) if personal and email_ok else "",
         "note": note,
         "permitted": phone_ok or email_ok,
     }
@@ -228,8 +230,8 @@ def contact_view(lead: Lead, personal: bool) -> dict[str, Any]:
 
 def _home_view(home: Home | None, lead: Lead) -> dict[str, Any]:
     if home is None:
-        return {"name": lead.service.name or f"service {lead.service.id}", "known": False,
-                "service_id": lead.service.id}
+        return {"name": _short(lead.service.name) or f"service {lead.service.id}",
+                "known": False, "service_id": lead.service.id}
     shown = {k: v for k, v in home.attributes.items() if isinstance(v, str | int | float)}
     return shown | {"name": home.name, "known": True, "service_id": home.service_id}
 
@@ -249,7 +251,11 @@ def _link(pattern: str, lead: Lead) -> str:
 
 
 def _join(*names: str | None) -> str:
-    return " ".join(n for n in names if n)
+    return _short(" ".join(n for n in names if n))
+
+
+def _short(text: str) -> str:
+    return escape.truncate(text, FIELD_LIMIT, "…")
 
 
 def _budget(lead: Lead) -> str:
@@ -271,8 +277,14 @@ def format_day(day: date) -> str:
 
 
 def _template_problem(exc: Exception, channel: Channel, slug: str) -> str:
-    where = getattr(exc, "filename", None) or f"templates/{channel}/{slug}.j2"
-    line = getattr(exc, "lineno", None)
+    """Name the template file and line the error came from (Jinja keeps them in the
+    traceback), so the admin knows which file to fix."""
+    where, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+    if where is None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if f.filename.endswith(".j2")]
+        where, line = (frames[-1].filename, frames[-1].lineno) if frames else (
+            f"a {channel} template for {slug}", None)
     return (f"{where}{f' line {line}' if line else ''}: {type(exc).__name__}: "
             f"{str(exc)[:200]} (while rendering {slug} for {channel})")
 

@@ -40,7 +40,10 @@ class Routing:
 def route(lead: Lead, config: Config) -> Routing:
     home = config.homes.get(lead.service.id) if lead.service.id is not None else None
     routing = Routing()
-    if home is None:
+    if home is None and lead.service.id is None:
+        routing.notes.append("the lead names no care home (no service id), so only rules "
+                             "without home destinations can reach anybody")
+    elif home is None:
         routing.notes.append(
             f"home {lead.service.id} ({lead.service.name or 'no name'}) is not in "
             f"{config.path.name}: add [homes.{lead.service.id}] so its leads reach the home")

@@ -17,11 +17,13 @@ from ..failures import DeliveryError, smtp_code
 from ..models import Message
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+SUBJECT_LIMIT = 200  # characters: long enough for any real subject, short for every mail client
 
 
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = escape.one_line(parts["subject"]).strip() or "New lead"
+    msg["Subject"] = escape.truncate(escape.one_line(parts["subject"]).strip(),
+                                     SUBJECT_LIMIT, "…") or "New lead"
     if view.get("urgent"):
         # Read by Outlook (X-Priority, Importance) and by others (Priority, RFC 2156).
         msg["X-Priority"] = "1 (Highest)"

@@ -76,7 +76,16 @@ class SlackChannel:
             history = self.client.conversations_history(channel=channel, limit=limit,
                                                         include_all_metadata=True)
         except SlackApiError as exc:
-            raise _failure(exc) from None
+            failure = _failure(exc)
+            if failure.transient:
+                raise failure from None
+            # Without the history scopes we cannot look; sending again risks one duplicate,
+            # which is better than losing the lead.
+            log.warning("cannot read %s's history to check for a message sent before a crash "
+                        "(%s; the bot needs channels:history, groups:history, im:history, "
+                        "channels:read, groups:read, im:write); sending it again",
+                        message.target.address, failure.reason)
+            return False
         except Exception as exc:
             raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
         messages: list[dict[str, Any]] = history.get("messages", [])

@@ -47,11 +47,17 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
 
 def _fit(card: dict[str, Any]) -> None:
     """Shorten the longest text block until the card fits, never rejecting it."""
-    while (size := len(json.dumps(card).encode())) > MAX_BYTES:
+    while (size := _size(card)) > MAX_BYTES:
         block = max(card["body"], key=lambda b: len(b["text"]))
-        excess = size - MAX_BYTES
-        block["text"] = escape.truncate(block["text"], max(100, len(block["text"]) - excess
-                                                           - 200))
+        text = block["text"]
+        per_char = _size(text) / max(1, len(text))  # JSON may spend several bytes a character
+        keep = int(len(text) - (size - MAX_BYTES) / per_char) - 100
+        block["text"] = escape.truncate(text, max(100, keep))
+
+
+def _size(value: Any) -> int:
+    """Bytes as httpx sends it (compact separators, UTF-8)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 class TeamsChannel:
