@@ -30,12 +30,12 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError(problems)
     path = db_path(args, settings.demo)
-    store = Store(path)
     try:
         held = lock(path)
     except Locked as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
         return 1
+    store = Store(path)
     started = time.time()
     with held, ExitStack() as stack:
         sink = None

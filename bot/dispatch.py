@@ -54,15 +54,14 @@ class Dispatcher:
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
         self.queues: dict[str, deque[tuple[int, Target]]] = {}
         self.loaded_at = float("-inf")
-        self.verify: set[int] = set()  # in doubt after a crash: look before sending again
         self.tally = Tally()
 
     def recover(self) -> int:
         """Deliveries left `sending` by a crash are due again; Slack ones are looked up first."""
         doubtful = self.store.in_doubt()
         for delivery in doubtful:
-            self.verify.add(delivery.id)
-            self.store.mark_failed(delivery.id, "interrupted: outcome unknown", self.clock())
+            self.store.mark_failed(delivery.id, "interrupted: outcome unknown", self.clock(),
+                                   in_doubt=True)
         if doubtful:
             log.warning("%d deliveries were interrupted by a stop; checking and resending them",
                         len(doubtful))
@@ -109,9 +108,7 @@ class Dispatcher:
         lane.busy = True
         lane.take(now)
         self.store.mark_sending(delivery.id, now)
-        verify = delivery.id in self.verify
-        self.verify.discard(delivery.id)
-        future = self.pool.submit(self._attempt, message, verify)
+        future = self.pool.submit(self._attempt, message, delivery.in_doubt)
         self.in_flight[future] = (delivery, message)
 
     def wait(self, timeout: float) -> None:
@@ -163,11 +160,18 @@ class Dispatcher:
 
     # -- one delivery
 
-    def _attempt(self, message: Message, verify: bool) -> str:
+    def _attempt(self, message: Message, in_doubt: bool) -> str:
+        """One attempt. If the last one may have arrived (a crash, a timeout), look first where
+        the channel lets us (Slack history), so it is not posted twice."""
         sender = self.senders[message.target.channel]
         check = getattr(sender, "already_sent", None)
-        if verify and check is not None and check(message):
-            return "found in the channel after a restart"
+        if in_doubt and check is not None:
+            try:
+                if check(message):
+                    return "found in the channel: the earlier attempt had arrived"
+            except DeliveryError as exc:
+                raise DeliveryError(exc.reason, exc.transient, exc.retry_after,
+                                    unknown=True) from None
         return sender.send(message)
 
     def _render(self, delivery: Delivery) -> Message | None:
@@ -223,7 +227,7 @@ class Dispatcher:
         first = delivery.first_attempt_at or now
         retry_at = self.policy.next_attempt(delivery.attempts + 1, first, now, error.retry_after
                                             ) if error.transient else None
-        self.store.mark_failed(delivery.id, error.reason, retry_at)
+        self.store.mark_failed(delivery.id, error.reason, retry_at, error.unknown)
         where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
         if retry_at is None:
             self.tally.dead += 1

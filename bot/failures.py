@@ -51,11 +51,13 @@ SLACK_ERRORS: dict[str, bool] = {
 class DeliveryError(Exception):
     """One failed attempt. `reason` is short and safe to store: it never holds a secret or URL."""
 
-    def __init__(self, reason: str, transient: bool, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, transient: bool, retry_after: float | None = None,
+                 unknown: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.retry_after = retry_after
+        self.unknown = unknown  # the message may have arrived all the same (e.g. a timeout)
 
 
 def slack_error(code: str) -> bool:

@@ -148,6 +148,7 @@ class Delivery:
     sent_at: float | None = None
     last_error: str = ""
     reasons: tuple[str, ...] = ()
+    in_doubt: bool = False  # the last attempt's outcome is unknown (a crash, a timeout)
 
 
 @dataclass(frozen=True, slots=True)

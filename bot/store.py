@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     remote_id TEXT NOT NULL DEFAULT '',
     reasons TEXT NOT NULL DEFAULT '[]',
     dead_announced INTEGER NOT NULL DEFAULT 0,  -- ops has been told this one failed for good
+    in_doubt INTEGER NOT NULL DEFAULT 0,  -- the last attempt may have arrived: look first
     UNIQUE (subject, channel, address)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)
@@ -107,9 +108,23 @@ class Store:
         self.db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten too
         self.db.execute("PRAGMA busy_timeout=10000")  # `leadbot resend` may write while a run does
         self.db.executescript(SCHEMA)
+        self._add_new_columns()
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_new_columns(self) -> None:
+        """A database made by an older leadbot gets the columns added since, with defaults."""
+        wanted = sqlite_utils.Database(memory=True)
+        wanted.executescript(SCHEMA)
+        for table in wanted.table_names():
+            have = {c.name for c in self.db[table].columns}
+            for column in wanted[table].columns:
+                if column.name not in have:
+                    sql = next(line for line in SCHEMA.splitlines()
+                               if line.strip().startswith(column.name + " "))
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN "
+                                    f"{sql.split('--')[0].strip().rstrip(',')}")
 
     # -- leads
 
@@ -209,14 +224,16 @@ class Store:
 
     def mark_sent(self, delivery_id: int, now: float, remote_id: str = "") -> None:
         self.db.execute("UPDATE deliveries SET status = ?, sent_at = ?, remote_id = ?, "
-                        "last_error = '' WHERE id = ?",
+                        "last_error = '', in_doubt = 0 WHERE id = ?",
                         (Status.SENT, now, remote_id[:100], delivery_id))
 
-    def mark_failed(self, delivery_id: int, error: str, retry_at: float | None) -> None:
-        """retry_at None: dead for good."""
+    def mark_failed(self, delivery_id: int, error: str, retry_at: float | None,
+                    in_doubt: bool = False) -> None:
+        """retry_at None: dead for good. in_doubt: the attempt may have arrived anyway."""
         status = Status.DEAD if retry_at is None else Status.RETRYING
-        self.db.execute("UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ? "
-                        "WHERE id = ?", (status, error[:300], retry_at or 0, delivery_id))
+        self.db.execute("UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ?, "
+                        "in_doubt = ? WHERE id = ?",
+                        (status, error[:300], retry_at or 0, int(in_doubt), delivery_id))
 
     def unannounced_dead(self) -> list[Delivery]:
         rows = self.db.query("SELECT * FROM deliveries WHERE status = ? AND dead_announced = 0 "
@@ -348,6 +365,7 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         sent_at=row["sent_at"],
         last_error=row["last_error"],
         reasons=tuple(json.loads(row["reasons"])),
+        in_doubt=bool(row["in_doubt"]),
     )
 
 
@@ -361,6 +379,7 @@ def lock(db_path: Path | str) -> Any:
     import fcntl
 
     path = Path(f"{db_path}.lock")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     handle = os.fdopen(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,6 +7,7 @@ button text 75. Long text is cut with a marker, never rejected.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from slack_sdk import WebClient
@@ -63,8 +64,9 @@ class SlackChannel:
                 **payload)
         except SlackApiError as exc:
             raise _failure(exc) from None
-        except Exception as exc:  # urllib raises many kinds; all mean "Slack not reached"
-            raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
+        except Exception as exc:  # urllib raises many kinds
+            raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True,
+                                unknown=not _never_sent(exc)) from None
         return str(response.get("ts", ""))
 
     def already_sent(self, message: Message, limit: int = 200) -> bool:
@@ -114,6 +116,13 @@ class SlackChannel:
                 return None
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """True only when the request cannot have reached Slack (refused, no such host); after a
+    timeout or a dropped connection the message may have been posted."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError | socket.gaierror)
+
+
 def _failure(exc: SlackApiError) -> DeliveryError:
     status = exc.response.status_code
     if status == 429:
@@ -121,7 +130,8 @@ def _failure(exc: SlackApiError) -> DeliveryError:
             "retry-after")
         return DeliveryError("Slack rate limit (HTTP 429)", True, _seconds(retry_after))
     if status >= 500 or not isinstance(exc.response.data, dict):
-        return DeliveryError(f"HTTP {status} from Slack", status >= 500 or status == 408)
+        return DeliveryError(f"HTTP {status} from Slack", status >= 500 or status == 408,
+                             unknown=True)
     code = str(exc.response.get("error", "unknown_error"))
     return DeliveryError(f"Slack error {code}", slack_error(code))
 
