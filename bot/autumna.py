@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,12 +16,12 @@ from typing import Any
 
 import httpx
 
+from . import jsontext
 from .models import CATEGORY_NAMES, Category, Lead, Service, Unreadable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://www.autumna.co.uk/api/leads/"
-MAX_DEPTH = 64  # deeper JSON than this is not a lead; refuse it before it costs a stack
 
 
 class PollError(Exception):
@@ -64,7 +65,14 @@ class AutumnaClient:
                 response.status_code == 500
             )
             raise PollError(f"Autumna answered HTTP {response.status_code}{hint}")
-        return parse_body(response.text, account)
+        try:
+            return parse_body(response.text, account)
+        except PollError as exc:  # Autumna's own error text might quote the key back
+            raise PollError(_without(str(exc), params["api_key"])) from None
+
+
+def _without(text: str, secret: str) -> str:
+    return text.replace(secret, "[secret]") if secret else text
 
 
 def _utc_param(moment: datetime) -> str:
@@ -78,24 +86,55 @@ def _utc_param(moment: datetime) -> str:
 def parse_body(text: str, account: str) -> Batch:
     """Read a whole response body. Raises PollError if it is not JSON at all (retry next cycle);
     a record that is JSON but not a lead comes back in `unreadable`, never dropped."""
-    data = _load_json(text)
-    if isinstance(data, dict):
-        records = _records_of(data)
-    elif isinstance(data, list):
-        records = data
-    else:
-        raise PollError(f"Autumna answered JSON that holds no leads ({type(data).__name__})")
+    if not text.strip():
+        raise PollError("Autumna answered with an empty body")
+    try:
+        records: list[Any] = _records_of(jsontext.loads(text))
+    except jsontext.NotJSON:
+        raise PollError(f"Autumna answered with something that is not JSON "
+                        f"({len(text)} characters, starting {_peek(text)})") from None
+    except jsontext.TooDeep:
+        # Some record is nested too deeply to decode: read the others one by one.
+        texts = jsontext.record_texts(text)
+        if texts is None:
+            raise PollError("Autumna answered JSON nested too deeply to be leads") from None
+        records = [_one(raw) for raw in texts]
     leads: list[Lead] = []
     unreadable: list[Unreadable] = []
     for record in records:
         try:
+            if isinstance(record, _Raw):
+                raise LeadError(record.problem)
+            if jsontext.depth(record) > jsontext.MAX_DEPTH:
+                raise LeadError("the record is nested too deeply to be a lead")
             leads.append(parse_lead(record, account))
         except LeadError as exc:
             unreadable.append(make_unreadable(record, account, str(exc)))
     return Batch(leads, unreadable, len(text.encode("utf-8", "surrogatepass")))
 
 
-def _records_of(data: dict[str, Any]) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A record we could not even decode, kept as text."""
+
+    text: str
+    problem: str
+
+
+def _one(raw: str) -> Any:
+    try:
+        return jsontext.loads(raw)
+    except jsontext.TooDeep:
+        return _Raw(raw[:65536], "the record is nested too deeply to be a lead")
+    except jsontext.NotJSON:
+        return _Raw(raw[:65536], "the record is not JSON")
+
+
+def _records_of(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise PollError(f"Autumna answered JSON that holds no leads ({type(data).__name__})")
     errors = data.get("error") or data.get("errors")
     if isinstance(data.get("data"), list):
         if errors and not data["data"]:
@@ -114,75 +153,17 @@ def _records_of(data: dict[str, Any]) -> list[Any]:
     return [data]
 
 
-def _load_json(text: str) -> Any:
-    if not text.strip():
-        raise PollError("Autumna answered with an empty body")
-    data = _decode(text)
-    if data is _NOT_JSON:
-        data = _decode(repair_quotes(text))
-    if data is _NOT_JSON:
-        raise PollError(f"Autumna answered with something that is not JSON "
-                        f"({len(text)} characters, starting {_peek(text)})")
-    if _depth(data) > MAX_DEPTH:
-        raise PollError("Autumna answered JSON nested too deeply to be leads")
-    return data
-
-
-_NOT_JSON = object()
-
-
-def _decode(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return _NOT_JSON
-    except RecursionError:
-        raise PollError("Autumna answered JSON nested too deeply to be leads") from None
-
-
 def _peek(text: str) -> str:
     return json.dumps(clean_line(text[:20]))
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
-
-
-def repair_quotes(text: str) -> str:
-    """Two published examples wrap a string in typographic quotes (`“['Family member']”`),
-    which is not JSON. Outside JSON strings, “…” becomes a JSON string; inside them, curly quotes
-    are content and stay as they are."""
-    out: list[str] = []
-    state = "out"  # "out", "ascii" (inside "…"), "curly" (inside “…”)
-    escaped = False
-    for ch in text:
-        if state == "out":
-            if ch == '"':
-                state = "ascii"
-            elif ch == "“":
-                state, ch = "curly", '"'
-        elif escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif state == "ascii" and ch == '"':
-            state = "out"
-        elif state == "curly" and ch == "”":
-            state, ch = "out", '"'
-        elif state == "curly" and ch == '"':
-            ch = '\\"'
-        out.append(ch)
-    return "".join(out)
-
-
 def make_unreadable(record: Any, account: str, problem: str) -> Unreadable:
-    raw = json.dumps(record, ensure_ascii=True, sort_keys=True, default=str)
+    try:
+        raw = record.text if isinstance(record, _Raw) else json.dumps(
+            record, ensure_ascii=True, sort_keys=True, default=str)
+    except (RecursionError, ValueError):
+        raw = repr(record)[:65536]
+    raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
     digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
     return Unreadable(key=f"raw:{digest}", account=account, raw=raw, problem=problem)
 
@@ -228,7 +209,7 @@ def parse_lead(record: Any, account: str) -> Lead:
         resident_surname=_name(record.get("residentSurname")),
         on_behalf_of=parse_list_text(record.get("onBehalfOf")),
         telephone=clean_line(record.get("telephone")),
-        anonymised=_bool(record.get("isAnonymised")) is True,
+        anonymised=_anonymised(record.get("isAnonymised")),
         funding=parse_list_text(record.get("funding")),
         timescales=parse_list_text(record.get("timescales")),
         visit_date=visit_date,
@@ -291,30 +272,32 @@ def _name(value: Any) -> str | None:
     return clean_line(value) or None
 
 
+ID_LIMIT = 2**53  # beyond this no id is real, and SQLite stops at 2**63
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 19:
-        return int(value.strip())
-    return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < ID_LIMIT:
+        value = int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip()) if len(value.strip()) < 19 else None
+    return value if isinstance(value, int) and 0 <= value < ID_LIMIT else None
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        digits = value.strip().replace(",", "").lstrip("£").strip()
-        try:
-            return float(digits)
-        except ValueError:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and len(value) < 40:
+            number = float(value.strip().replace(",", "").lstrip("£").strip())
+        else:
             return None
-    return None
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -327,16 +310,22 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
+def _anonymised(value: Any) -> bool:
+    """Privacy first: anything but a clear "no" (false, 0, "false", absent) means anonymised."""
+    return value not in (None, "") and _bool(value) is not False
+
+
 def _datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace(" ", "T", 1)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        # Autumna's times are UTC; one without a zone is UTC too.
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    # Autumna's times are UTC; one without a zone is UTC too.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment if 1970 <= moment.year <= 2200 else None  # else no lead of ours
 
 
 def _date(value: Any) -> date | None:
@@ -353,7 +342,8 @@ def _date(value: Any) -> date | None:
 _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
 _COMMA_VALUES = ("Part Buy, Part Rent",)  # one documented value that contains a comma
 # C0/C1 controls (but tab and newline), lone surrogates, and bidi overrides that can disguise text
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
+                      "\u200e\u200f\u061c]")
 _SPACES = re.compile(r"\s+")
 # Terminal escape sequences as a whole (CSI "ESC [ 31 m", OSC "ESC ] 8;; url BEL"), so no
 # "[31m" is left behind when the ESC itself is removed.
@@ -368,7 +358,8 @@ def clean_text(value: Any) -> str:
     if not isinstance(value, str):
         value = value if isinstance(value, int | float) else json.dumps(value, default=str)
         value = str(value)
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
+    value = value.replace("\u2029", "\n")
     return _CONTROL.sub("", _ANSI.sub("", value)).strip()
 
 

@@ -112,6 +112,9 @@ def setup_logging(level: str | None) -> None:
         # These print request URLs at INFO; the Autumna key travels in the query string.
         for noisy in ("httpx", "httpcore", "slack_sdk", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    else:
+        # At DEBUG slack-sdk prints every request body: the enquirers' personal details.
+        logging.getLogger("slack_sdk").setLevel(logging.INFO)
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -14,7 +14,10 @@ _SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data|vbscript|ssh|sftp|
 _WWW = re.compile(r"(?i)\bwww\.")
 _MD_ANYWHERE = re.compile(r"([\\`*_\[\]<>~|!])")
 _MD_LINE_START = re.compile(r"(?m)^(\s*)(?:([-+#>=])|(\d+)([.)]))")
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# RFC 2047 encoded words ("=?utf-8?q?...?="): some Python versions decode them while folding a
+# header and would write a decoded CR LF raw (CVE-2024-6923). Broken up, they stay text.
+_ENCODED_WORD = re.compile(r"=\?")
 
 
 class Trusted(str):
@@ -36,8 +39,8 @@ def plain(text: str) -> str:
 
 
 def one_line(text: str) -> str:
-    """An email header or a title: one line, whatever the input held."""
-    return re.sub(r"\s+", " ", plain(text))
+    """An email header or a title: one line, whatever the input held, and no encoded words."""
+    return _ENCODED_WORD.sub("=\u2060?", re.sub(r"\s+", " ", plain(text)))
 
 
 def slack(text: str) -> str:

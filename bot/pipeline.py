@@ -29,7 +29,7 @@ from .limits import Lanes, RetryPolicy
 from .models import Channel, Lead
 from .render import Renderer
 from .rules import route
-from .settings import Settings
+from .settings import Settings, redact
 from .store import NewLead, Routed, Store
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Poller:
         """Store new leads with their deliveries; returns how many will be announced."""
         window = result.window
         if result.batch is None:
-            self.store.poll_failed(window.account, result.error, now.timestamp())
+            self.store.poll_failed(window.account, redact(result.error), now.timestamp())
             log.error("poll of account %r failed: %s; will retry next cycle (the watermark "
                       "stays put, so nothing is missed)", window.account, result.error)
             return 0

@@ -40,7 +40,7 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> EmailMe
 def _address(text: str) -> Address | None:
     """The enquirer's address as a Reply-To, only if it is exactly one plain address."""
     local, _, domain = text.partition("@")
-    if not local or not domain or any(c in text for c in " <>,;:\"\\()[]") or "@" in domain:
+    if not local or not domain or any(c in text for c in " <>,;:\"\\()[]=?") or "@" in domain:
         return None
     try:
         return Address(addr_spec=text)
