@@ -21,20 +21,30 @@ def ops_targets(config: Config) -> tuple[Target, ...]:
     return config.destinations[config.ops].targets
 
 
+RESCUE = "fallback: every destination failed"
+
+
+def rescue(store: Store, config: Config, subjects: list[str], now: float) -> list[str]:
+    """A lead whose destinations have all failed for good goes to the fallback destination at
+    once: a lead is never lost. Returns the leads rescued."""
+    rescued = []
+    fallback = config.destinations[config.fallback].targets
+    for subject in dict.fromkeys(subjects):
+        if not subject.startswith("notice:") and store.all_dead(subject):
+            store.add_targets(subject, ((t, (RESCUE,)) for t in fallback), False, now)
+            if not store.all_dead(subject):
+                rescued.append(subject)
+                log.warning("every destination of %s failed; it goes to the fallback (%s)",
+                            subject, config.fallback)
+    return rescued
+
+
 def dead_letters(store: Store, config: Config, now: float) -> int:
-    """Tell ops once about deliveries that failed for good, and make sure every lead whose
-    destinations have all failed still reaches the fallback destination."""
+    """Tell ops once about deliveries that failed for good (a batch in one notice)."""
     dead = store.unannounced_dead()
     if not dead:
         return 0
-    fallback = config.destinations[config.fallback].targets
-    rescued = []
-    for subject in dict.fromkeys(d.subject for d in dead):
-        if store.all_dead(subject):
-            store.add_targets(subject, ((t, ("fallback: every destination failed",))
-                                        for t in fallback), False, now)
-            if not store.all_dead(subject):
-                rescued.append(subject)
+    rescued = [s for s in dict.fromkeys(d.subject for d in dead) if store.reached_by(s, RESCUE)]
     lines = [f"• {d.subject} → {d.target.label} ({d.target.channel} {d.target.address}): "
              f"{d.last_error}" for d in dead[:LISTED]]
     if len(dead) > LISTED:

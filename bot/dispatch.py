@@ -53,6 +53,7 @@ class Dispatcher:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send")
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
         self.queues: dict[str, deque[tuple[int, Target]]] = {}
+        self.dead: list[str] = []  # subjects with a delivery that just failed for good
         self.loaded_at = float("-inf")
         self.tally = Tally()
 
@@ -230,6 +231,7 @@ class Dispatcher:
         self.store.mark_failed(delivery.id, error.reason, retry_at, error.unknown)
         where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
         if retry_at is None:
+            self.dead.append(delivery.subject)
             self.tally.dead += 1
             self.tally.dead_refs.append(f"{where}: {error.reason}")
             log.error("gave up  %s: %s", where, error.reason)

@@ -14,8 +14,8 @@ from .models import Channel, Target
 # (api.slack.com/apis/rate-limits#posting-messages); Workflows webhooks throttle above about four
 # requests per second. Email shares one SMTP connection, so it is one lane with no rate of its own.
 RATES: dict[Channel, tuple[float, float]] = {  # messages per second, burst
-    Channel.SLACK: (1.0, 3.0),
-    Channel.TEAMS: (4.0, 4.0),
+    Channel.SLACK: (0.97, 3.0),  # a hair under 1/s: jitter must not turn into 429s
+    Channel.TEAMS: (3.8, 1.0),  # Workflows throttle above 4 requests in any second
     Channel.EMAIL: (1000.0, 1000.0),
 }
 

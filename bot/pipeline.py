@@ -177,6 +177,10 @@ class Runner:
                 wake = min(self.dispatcher.next_wake(), next_poll if polling is None else
                            now + 0.05)
                 self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
+                if self.dispatcher.dead:
+                    dead, self.dispatcher.dead = self.dispatcher.dead, []
+                    if alerts.rescue(self.poller.store, self.config, dead, self.clock()):
+                        self.dispatcher.changed()
                 if self.dispatcher.idle() or self.clock() >= next_dead_check:
                     # Batched: one notice for a burst of failures, not one per delivery.
                     if alerts.dead_letters(self.poller.store, self.config, self.clock()):
@@ -187,7 +191,8 @@ class Runner:
             self.pool.shutdown(wait=True, cancel_futures=True)
             for close in self.closers:
                 close()
-        return polled_ok is not False
+        # --once reports a failed poll; a loop stopped by a signal has done its job.
+        return polled_ok is not False or not once
 
 
 

@@ -254,6 +254,11 @@ class Store:
                               (Status.DEAD, subject)).fetchone()
         return bool(row[0]) and row[0] == row[1]
 
+    def reached_by(self, subject: str, reason: str) -> bool:
+        """Has this lead a delivery that `reason` chose (e.g. the fallback rescue)?"""
+        return self.db.execute("SELECT 1 FROM deliveries WHERE subject = ? AND reasons LIKE ?",
+                               (subject, f"%{reason}%")).fetchone() is not None
+
     def add_targets(self, subject: str, targets: Iterable[tuple[Target, tuple[str, ...]]],
                     urgent: bool, now: float) -> None:
         with self.db.atomic():

@@ -1,0 +1,1 @@
+"""leadbot's benchmarks (not part of the test suite): `.venv/bin/python -m benchmarks.run`."""
