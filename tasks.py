@@ -3,6 +3,7 @@
 
     python3 tasks.py demo   # set up ./.venv, then run leadbot once on the bundled demo
     python3 tasks.py test   # set up ./.venv with the test tools, then lint, type-check, test
+    python3 tasks.py bench  # the benchmarks (not part of the tests), see benchmarks/README.md
 
 Each step installs only what changed since the last run (a hash of pyproject.toml is kept).
 """
@@ -57,6 +58,11 @@ def demo() -> int:
     return sh(BIN / "leadbot", "run", "--once", check=False)
 
 
+def bench() -> int:
+    environment("bench")
+    return sh(BIN / "python", "-m", "benchmarks.run", *sys.argv[2:], check=False)
+
+
 def test() -> int:
     environment("test")
     node_validator()
@@ -68,7 +74,8 @@ def test() -> int:
 
 
 if __name__ == "__main__":
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python3 {Path(__file__).name} demo | test [pytest options]")
+        sys.exit(f"usage: python3 {Path(__file__).name} demo | test [pytest options] | "
+                 "bench [--quick] [--only 1,3]")
     sys.exit(commands[sys.argv[1]]())

@@ -21,7 +21,6 @@ from .models import CATEGORY_NAMES, Category, Lead, Service, Unreadable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "https://www.autumna.co.uk/api/leads/"
 
 
 class PollError(Exception):

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("config", "db", "log_level"):  # given before or after the command, or not
         setattr(args, name, getattr(args, name, None))
     setup_logging(args.log_level)
-    command: Callable[[argparse.Namespace], int] = args.command
+    from . import commands  # after parsing: `leadbot --help` need not load the pipeline
+
+    command: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
     try:
         return command(args)
     except ConfigError as exc:
@@ -58,25 +60,23 @@ def parser() -> argparse.ArgumentParser:
         "Slack, email and Microsoft Teams, as rules.toml says."))
     sub = top.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    from . import commands
-
     run = sub.add_parser("run", parents=[common], help="poll and deliver, in a loop")
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
     run.add_argument("--backfill", action="store_true",
                      help="first start: announce leads older than the lookback too")
     run.add_argument("--demo", action="store_true",
                      help="use the bundled local Autumna and local sinks even if keys are set")
-    run.set_defaults(command=commands.run)
+    run.set_defaults(command="run")
 
     check = sub.add_parser("check", parents=[common],
                            help="validate rules.toml, templates and environment")
     check.add_argument("--demo", action="store_true", help="skip the environment checks")
-    check.set_defaults(command=commands.check)
+    check.set_defaults(command="check")
 
     explain = sub.add_parser("explain", parents=[common],
                              help="show how a lead would be routed and rendered; sends nothing")
     explain.add_argument("lead_file", type=Path, metavar="LEAD.json")
-    explain.set_defaults(command=commands.explain)
+    explain.set_defaults(command="explain")
 
     resend = sub.add_parser("resend", parents=[common], help=(
         "queue dead and retrying deliveries again, once their cause is fixed"))
@@ -86,16 +86,16 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--destination", metavar="NAME",
                        help="a destination name, address or channel:address")
     resend.add_argument("--dead", action="store_true", help="only dead ones, not retrying ones")
-    resend.set_defaults(command=commands.resend)
+    resend.set_defaults(command="resend")
 
     purge = sub.add_parser("purge", parents=[common], help=(
         "erase personal details older than privacy.retention now (run does it daily)"))
-    purge.set_defaults(command=commands.purge)
+    purge.set_defaults(command="purge")
 
     status = sub.add_parser("status", parents=[common],
                             help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")
-    status.set_defaults(command=commands.status)
+    status.set_defaults(command="status")
     return top
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from .autumna import parse_lead
 from .config import Config
 from .failures import DeliveryError
 from .limits import Lane, Lanes, RetryPolicy, lane_of
-from .models import Channel, Delivery, Message, Status, Target
+from .models import Channel, Delivery, Lead, Message, Status, Target
 from .render import Facts, Renderer
 from .store import Store
 
@@ -54,6 +54,7 @@ class Dispatcher:
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
         self.queues: dict[str, deque[tuple[int, Target]]] = {}
         self.dead: list[str] = []  # subjects with a delivery that just failed for good
+        self._leads: OrderedDict[str, tuple[str, Lead]] = OrderedDict()
         self.loaded_at = float("-inf")
         self.tally = Tally()
 
@@ -200,14 +201,24 @@ class Dispatcher:
                 "Autumna sent a lead leadbot could not read",
                 f"Account {row['account']!r}: {row['problem']}. It is kept in the database as "
                 f"{subject}; please look for it in Autumna.", target, ref)
-        lead = parse_lead(json.loads(row["raw"]), row["account"])
+        lead = self._parsed(subject, row["raw"], row["account"])
         facts = Facts(bool(row["urgent"]), bool(row["unrouted"]), tuple(json.loads(row["notes"])))
         return self.renderer.render(lead, target, facts, ref)
+
+    def _parsed(self, subject: str, raw: str, account: str) -> Lead:
+        """Parse a stored lead once for all its deliveries."""
+        cached = self._leads.get(subject)
+        if cached is None or cached[0] != raw:
+            cached = (raw, parse_lead(json.loads(raw), account))
+            self._leads[subject] = cached
+            if len(self._leads) > 256:
+                self._leads.popitem(last=False)
+        return cached[1]
 
     def _record(self, delivery: Delivery, message: Message, future: Future[str]) -> None:
         now = self.clock()
         lane = self.lanes.get(delivery.target)
-        lane.busy = False
+        lane.finished(now)
         try:
             remote_id = future.result()
         except DeliveryError as exc:

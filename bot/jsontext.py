@@ -53,31 +53,24 @@ def depth(value: Any, level: int = 0) -> int:
     return level
 
 
+# A JSON string (kept as it is), or a value in typographic quotes (made a JSON string).
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|“((?:[^”\\]|\\.)*)”', re.DOTALL)
+
+
 def repair_quotes(text: str) -> str:
     """Two published examples wrap a string in typographic quotes (`“['Family member']”`),
     which is not JSON. Outside JSON strings, “…” becomes a JSON string; inside them, curly quotes
     are content and stay as they are."""
-    out: list[str] = []
-    state = "out"  # "out", "ascii" (inside "…"), "curly" (inside “…”)
-    escaped = False
-    for ch in text:
-        if state == "out":
-            if ch == '"':
-                state = "ascii"
-            elif ch == "“":
-                state, ch = "curly", '"'
-        elif escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif state == "ascii" and ch == '"':
-            state = "out"
-        elif state == "curly" and ch == "”":
-            state, ch = "out", '"'
-        elif state == "curly" and ch == '"':
-            ch = '\\"'
-        out.append(ch)
-    return "".join(out)
+    if "“" not in text:
+        return text
+    return _STRINGS.sub(_repair, text)
+
+
+def _repair(match: re.Match[str]) -> str:
+    curly = match[1]
+    if curly is None:
+        return match[0]
+    return '"' + re.sub(r'(?<!\\)"', '\\"', curly) + '"'
 
 
 _DATA_KEY = re.compile(r'\s*"data"\s*:\s*')

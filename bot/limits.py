@@ -14,7 +14,7 @@ from .models import Channel, Target
 # (api.slack.com/apis/rate-limits#posting-messages); Workflows webhooks throttle above about four
 # requests per second. Email shares one SMTP connection, so it is one lane with no rate of its own.
 RATES: dict[Channel, tuple[float, float]] = {  # messages per second, burst
-    Channel.SLACK: (0.97, 3.0),  # a hair under 1/s: jitter must not turn into 429s
+    Channel.SLACK: (1.0, 3.0),
     Channel.TEAMS: (3.8, 1.0),  # Workflows throttle above 4 requests in any second
     Channel.EMAIL: (1000.0, 1000.0),
 }
@@ -44,10 +44,17 @@ class Lane:
         self._refill(now)
         self.tokens -= 1
 
+    def finished(self, now: float) -> None:
+        """A send came back. The pace counts from here, not from when it left: the far side
+        counts arrivals, and one slow request must not let the next two arrive together."""
+        self.busy = False
+        self.stamp = max(self.stamp, now)
+
     def throttled(self, now: float, retry_after: float) -> None:
-        """The far side said 429: honour Retry-After, then go at the steady rate, no burst."""
+        """The far side said 429: honour Retry-After, send one then, and go on at the steady
+        rate with no more bursts."""
         self.blocked_until = max(self.blocked_until, now + retry_after)
-        self.tokens, self.stamp, self.burst = 0.0, self.blocked_until, 1.0
+        self.tokens, self.stamp, self.burst = 1.0, self.blocked_until, 1.0
 
     def _refill(self, now: float) -> None:
         if self.tokens < 0:

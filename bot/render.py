@@ -9,6 +9,7 @@ block by block. Every `{{ value }}` is escaped for its output by the environment
 from __future__ import annotations
 
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -40,6 +41,7 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "markdown": escape.markdown, "html": escape.plain,  # html: autoescape does the rest
 }
 CHAT_CONTENT_LIMIT = 1500  # characters of the enquirer's message shown in chat; email has it all
+RECENT = 64  # renders kept for a lead's other destinations
 FIELD_LIMIT = 200  # characters of a name, address or phone number: nobody's is longer
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -68,10 +70,21 @@ class Renderer:
         self.prefixes = ["group", "builtin"] if config.templates else ["builtin"]
         self.envs = {fmt: _environment(loader, fmt, fn) for fmt, fn in ESCAPERS.items()}
         self._chains: dict[tuple[str, Channel, str], list[Template]] = {}
+        self._recent: OrderedDict[tuple[Any, ...], tuple[Lead, dict[str, Any],
+                                                          dict[str, str]]] = OrderedDict()
 
     def render(self, lead: Lead, target: Target, facts: Facts, ref: str = "") -> Message:
-        view = lead_view(lead, target, facts, self.config)
-        parts = self.parts(target.channel, lead.category.slug, view)
+        # A lead goes to several destinations of one channel with the same text: render it once.
+        key = (lead.key, target.channel, target.privacy, facts)
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] == lead:
+            view, parts = recent[1], recent[2]
+        else:
+            view = lead_view(lead, target, facts, self.config)
+            parts = self.parts(target.channel, lead.category.slug, view)
+            self._recent[key] = (lead, view, parts)
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
         summary = f"{lead.category.name} {lead.key} for {view['home']['name']} -> {target.label}"
         payload = COMPOSERS[target.channel](parts, view, self.config)
         return Message(target, ref or f"{lead.key}/{target.key}", escape.one_line(summary),
@@ -106,13 +119,15 @@ class Renderer:
     def parts(self, channel: Channel, slug: str, view: dict[str, Any], fallback: bool = True
               ) -> dict[str, str]:
         parts: dict[str, str] = {}
+        contexts: dict[int, Any] = {}  # one per template; `parts` fills in as blocks render
         for block, fmt in BLOCKS[channel].items():
             template = self._find(fmt, channel, slug, block, fallback)
             if template is None:
                 parts[block] = ""
                 continue
-            context = template.new_context(view | {"parts": parts})
-            text = "".join(template.blocks[block](context))
+            if id(template) not in contexts:
+                contexts[id(template)] = template.new_context(view | {"parts": parts})
+            text = "".join(template.blocks[block](contexts[id(template)]))
             parts[block] = Markup(text) if fmt == "html" else escape.Trusted(_tidy(text))
         return parts
 
@@ -159,8 +174,7 @@ def _tidy(text: str) -> str:
 
 
 def base_view(config: Config, target: Target) -> dict[str, Any]:
-    return {"group": config.group, "privacy": target.privacy, "channel": str(target.channel),
-            "destination": target.label}
+    return {"group": config.group, "privacy": target.privacy, "channel": str(target.channel)}
 
 
 def lead_view(lead: Lead, target: Target, facts: Facts, config: Config) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.header import decode_header as decode
+from email.header import make_header
+from email.message import Message as Mime
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +63,19 @@ def explain_unreadable(record: Unreadable, config: Config) -> str:
 
 
 def show(payload: Any) -> str:
-    if isinstance(payload, EmailMessage):
-        headers = "\n".join(f"{k}: {v}" for k, v in payload.items()
+    if isinstance(payload, Mime):
+        headers = "\n".join(f"{k}: {decode_header(v)}" for k, v in payload.items()
                             if k.lower() not in ("content-type", "mime-version"))
-        text = payload.get_body(("plain",))
-        html = payload.get_body(("html",))
-        body = text.get_content() if text else ""
-        size = len(html.get_content()) if html else 0
-        return f"{headers}\n\n{body.rstrip()}\n\n[HTML part: {size} characters]"
+        text = {part.get_content_subtype(): bytes(part.get_payload(decode=True)).decode()
+                for part in payload.walk() if part.get_content_maintype() == "text"}
+        return (f"{headers}\n\n{text.get('plain', '').rstrip()}\n\n"
+                f"[HTML part: {len(text.get('html', ''))} characters]")
     return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def decode_header(value: Any) -> str:
+    return str(make_header(decode(str(value)))) if not isinstance(value, str) or "=?" in value \
+        else value
 
 
 def status(store: Store, config: Config | None, limit: int, now: float) -> str:

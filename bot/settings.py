@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .autumna import DEFAULT_URL
 from .config import Config, home_targets
 from .models import Channel
+
+DEFAULT_URL = "https://www.autumna.co.uk/api/leads/"
 
 # Shapes of secrets we may not have been told about: an api_key in a URL, Slack tokens, the
 # signature of a Teams Workflows URL.

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS leads (
     notes TEXT NOT NULL DEFAULT '[]',
     raw TEXT,                      -- the record as Autumna sent it; erased by retention
     purged_at REAL
-) WITHOUT ROWID;
+);
+CREATE INDEX IF NOT EXISTS leads_to_purge ON leads (seen_at) WHERE raw IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     subject TEXT NOT NULL,         -- a lead key, or "notice:<id>"
@@ -58,8 +59,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     in_doubt INTEGER NOT NULL DEFAULT 0,  -- the last attempt may have arrived: look first
     UNIQUE (subject, channel, address)
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)
-    WHERE status IN ('pending', 'retrying', 'sending');
+DROP INDEX IF EXISTS deliveries_due;  -- a partial index SQLite never chose (leadbot 0.1)
+CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS polls (
     account TEXT PRIMARY KEY,
     watermark REAL,                -- dateTimeTo of the last successful poll
@@ -193,8 +194,6 @@ class Store:
         return rows[0] if rows else None
 
     # -- deliveries
-
-    # Hot queries name their statuses literally so SQLite can use the partial index.
 
     def due(self, now: float) -> list[tuple[int, str, str]]:
         """(id, channel, address) of every delivery due now, most pressing first."""

@@ -16,6 +16,8 @@ Everything here is data and small builders, importable by any test:
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import functools
 import html
 import io
@@ -774,7 +776,9 @@ def baselines(config_path: Path = ROOT_RULES) -> Baselines:
                         target = Target(channel, ADDRESSES[channel], "baseline", privacy)
                         message = renderer.render(lead, target, facts)
                         if channel is Channel.EMAIL:
-                            body = message.payload.get_body(("html",))
+                            parsed = email.message_from_bytes(email_bytes(message),
+                                                              policy=email.policy.default)
+                            body = parsed.get_body(("html",))
                             html_triples |= html_tags(body.get_content())[0]
                         else:
                             for text in teams_text_blocks(message.payload):

@@ -572,9 +572,10 @@ def test_a_group_template_overrides_one_block_and_the_rest_stays_built_in(
     other = render(ours, published("1-contact-form-message.json"), Channel.SLACK)
     assert other.payload == render(renderer, published("1-contact-form-message.json"),
                                    Channel.SLACK).payload
-    for channel in (Channel.EMAIL, Channel.TEAMS):
-        mine, theirs = render(ours, lead, channel), render(renderer, lead, channel)
-        assert visible(mine).split("\n", 1)[0] == visible(theirs).split("\n", 1)[0]
+    mine, theirs = render(ours, lead, Channel.EMAIL), render(renderer, lead, Channel.EMAIL)
+    assert email_of(mine)[0]["Subject"] == email_of(theirs)[0]["Subject"]
+    mine, theirs = render(ours, lead, Channel.TEAMS), render(renderer, lead, Channel.TEAMS)
+    assert visible(mine).split("\n", 1)[0] == visible(theirs).split("\n", 1)[0]
     assert ours.check() == []
 
 
