@@ -9,6 +9,8 @@ stand-ins with no rate limits, end to end (poll, remember, route, render, delive
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import smtplib
@@ -164,8 +166,9 @@ def _title_and_body(message: Message) -> tuple[str, str, str]:
     if message.target.channel is Channel.TEAMS:
         body = payload["attachments"][0]["content"]["body"]
         return body[0]["text"], "\n\n".join(b["text"] for b in body[1:]), "markdown"
-    html = payload.get_body(("html",))
-    return str(payload["Subject"]), html.get_content(), "html"
+    parsed = email.message_from_bytes(bytes(payload), policy=email.policy.default)
+    html = parsed.get_body(("html",))
+    return str(parsed["Subject"]), html.get_content(), "html"
 
 
 # --- the benchmark ---------------------------------------------------------------------------

@@ -123,6 +123,8 @@ class Config:
     ops: str
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
+    resolved: dict[tuple[int, str], list[Target]] = field(default_factory=dict, compare=False,
+                                                         repr=False)  # home.<attr> -> targets
 
     def targets_used(self) -> set[Channel]:
         found = {t.channel for d in self.destinations.values() for t in d.targets}

@@ -19,8 +19,8 @@ from typing import Protocol
 from .autumna import parse_lead
 from .config import Config
 from .failures import DeliveryError
-from .limits import Lane, Lanes, RetryPolicy, lane_of
-from .models import Channel, Delivery, Lead, Message, Status, Target
+from .limits import Lanes, RetryPolicy, lane_of
+from .models import Channel, Delivery, Lead, Message, Status
 from .render import Facts, Renderer
 from .store import Store
 
@@ -52,9 +52,9 @@ class Dispatcher:
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send")
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
-        self.queues: dict[str, deque[tuple[int, Target]]] = {}
+        self.queues: dict[str, deque[Delivery]] = {}
         self.dead: list[str] = []  # subjects with a delivery that just failed for good
-        self._leads: OrderedDict[str, tuple[str, Lead]] = OrderedDict()
+        self._leads: OrderedDict[str, tuple[Lead, Facts] | str] = OrderedDict()
         self.loaded_at = float("-inf")
         self.tally = Tally()
 
@@ -79,18 +79,27 @@ class Dispatcher:
         """Start the next delivery of every lane that is free and within its rate."""
         now = self.clock()
         self._load(now)
-        for queue in self.queues.values():
-            if not queue:
-                continue
-            lane = self.lanes.get(queue[0][1])
-            if lane.busy or lane.ready_at(now) > now:
-                continue
-            while queue:
-                delivery = self.store.delivery(queue.popleft()[0])
-                if delivery is not None and delivery.status in OPEN and \
-                        delivery.next_attempt_at <= now:
-                    self._start(delivery, lane, now)
-                    break
+        starting: list[tuple[Delivery, Message]] = []
+        with self.store.batch():  # one commit for every claim, before any attempt begins
+            for queue in self.queues.values():
+                if not queue:
+                    continue
+                lane = self.lanes.get(queue[0].target)
+                if lane.busy or lane.ready_at(now) > now:
+                    continue
+                while queue:
+                    delivery = queue.popleft()
+                    # Claimed in the database first: a row changed since it was read is skipped.
+                    if self.store.claim(delivery.id, now):
+                        message = self._render(delivery)
+                        if message is not None:
+                            lane.busy = True
+                            lane.take(now)
+                            starting.append((delivery, message))
+                        break
+        for delivery, message in starting:
+            future = self.pool.submit(self._attempt, message, delivery.in_doubt)
+            self.in_flight[future] = (delivery, message)
 
     def _load(self, now: float) -> None:
         """Read what is due into one queue per lane, at most every RELOAD seconds, so a backlog
@@ -98,20 +107,9 @@ class Dispatcher:
         if now - self.loaded_at < RELOAD and any(self.queues.values()):
             return
         self.queues = {}
-        for delivery_id, channel, address in self.store.due(now):
-            target = Target(Channel(channel), address, "")
-            self.queues.setdefault(lane_of(target), deque()).append((delivery_id, target))
+        for delivery in self.store.due(now):
+            self.queues.setdefault(lane_of(delivery.target), deque()).append(delivery)
         self.loaded_at = now
-
-    def _start(self, delivery: Delivery, lane: Lane, now: float) -> None:
-        message = self._render(delivery)
-        if message is None:
-            return
-        lane.busy = True
-        lane.take(now)
-        self.store.mark_sending(delivery.id, now)
-        future = self.pool.submit(self._attempt, message, delivery.in_doubt)
-        self.in_flight[future] = (delivery, message)
 
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` for a send to finish, and record every one that has."""
@@ -122,9 +120,10 @@ class Dispatcher:
             return
         done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout),
                        return_when=FIRST_COMPLETED)
-        for future in done:
-            delivery, message = self.in_flight.pop(future)
-            self._record(delivery, message, future)
+        with self.store.batch():
+            for future in done:
+                delivery, message = self.in_flight.pop(future)
+                self._record(delivery, message, future)
 
     def next_wake(self) -> float:
         """When something may next be sent: a free lane's next slot, or the next retry."""
@@ -132,9 +131,11 @@ class Dispatcher:
         soonest = now + 3600
         for queue in self.queues.values():
             if queue:
-                lane = self.lanes.get(queue[0][1])
+                lane = self.lanes.get(queue[0].target)
                 if not lane.busy:
                     soonest = min(soonest, lane.ready_at(now))
+        if soonest <= now + RELOAD:
+            return soonest  # work is queued: the next reload will see any retry falling due
         due_at = self.store.next_due_at()
         if due_at is not None and due_at > now:
             soonest = min(soonest, due_at)
@@ -144,8 +145,10 @@ class Dispatcher:
 
     def idle(self, horizon: float = 0.0) -> bool:
         """Nothing in flight and nothing due within `horizon` seconds."""
+        if self.in_flight or any(self.queues.values()):
+            return False
         due_at = self.store.next_due_at()
-        return not self.in_flight and (due_at is None or due_at > self.clock() + horizon)
+        return due_at is None or due_at > self.clock() + horizon
 
     def close(self) -> None:
         while self.in_flight:
@@ -180,7 +183,6 @@ class Dispatcher:
         try:
             return self.render(delivery)
         except Exception as exc:  # a broken group template must not stop the queue
-            self.store.mark_sending(delivery.id, self.clock())
             self._fail(delivery, DeliveryError(f"could not render: {type(exc).__name__}: "
                                                f"{str(exc)[:150]}", False))
             return None
@@ -193,27 +195,33 @@ class Dispatcher:
             if notice is None:
                 raise LookupError(f"notice {subject} is missing")
             return self.renderer.render_notice(notice["title"], notice["text"], target, ref)
+        found = self._lead(subject)
+        if isinstance(found, str):
+            return self.renderer.render_notice(
+                "Autumna sent a lead leadbot could not read", found, target, ref)
+        lead, facts = found
+        return self.renderer.render(lead, target, facts, ref)
+
+    def _lead(self, subject: str) -> tuple[Lead, Facts] | str:
+        """A stored lead and what routing decided, read and parsed once for all its
+        deliveries; for a record that could not be read, the text of the notice about it."""
+        if subject in self._leads:
+            return self._leads[subject]
         row = self.store.lead_row(subject)
         if row is None or row["raw"] is None:
             raise LookupError(f"lead {subject} is missing or its details were erased")
+        found: tuple[Lead, Facts] | str
         if row["unreadable"]:
-            return self.renderer.render_notice(
-                "Autumna sent a lead leadbot could not read",
-                f"Account {row['account']!r}: {row['problem']}. It is kept in the database as "
-                f"{subject}; please look for it in Autumna.", target, ref)
-        lead = self._parsed(subject, row["raw"], row["account"])
-        facts = Facts(bool(row["urgent"]), bool(row["unrouted"]), tuple(json.loads(row["notes"])))
-        return self.renderer.render(lead, target, facts, ref)
-
-    def _parsed(self, subject: str, raw: str, account: str) -> Lead:
-        """Parse a stored lead once for all its deliveries."""
-        cached = self._leads.get(subject)
-        if cached is None or cached[0] != raw:
-            cached = (raw, parse_lead(json.loads(raw), account))
-            self._leads[subject] = cached
-            if len(self._leads) > 256:
-                self._leads.popitem(last=False)
-        return cached[1]
+            found = (f"Account {row['account']!r}: {row['problem']}. It is kept in the "
+                     f"database as {subject}; please look for it in Autumna.")
+        else:
+            found = (parse_lead(json.loads(row["raw"]), row["account"]),
+                     Facts(bool(row["urgent"]), bool(row["unrouted"]),
+                           tuple(json.loads(row["notes"]))))
+        self._leads[subject] = found
+        if len(self._leads) > 2048:
+            self._leads.popitem(last=False)
+        return found
 
     def _record(self, delivery: Delivery, message: Message, future: Future[str]) -> None:
         now = self.clock()

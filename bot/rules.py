@@ -69,9 +69,14 @@ def route(lead: Lead, config: Config) -> Routing:
 
 
 def resolve(ref: str, home: Home | None, config: Config) -> list[Target]:
-    if ref.startswith("home."):
-        return home_targets(home, ref[5:], config.privacy) if home is not None else []
-    return list(config.destinations[ref].targets)
+    if not ref.startswith("home."):
+        return list(config.destinations[ref].targets)
+    if home is None:
+        return []
+    key = (home.service_id, ref)
+    if key not in config.resolved:
+        config.resolved[key] = home_targets(home, ref[5:], config.privacy)
+    return config.resolved[key]
 
 
 def evaluate(rule: Rule, lead: Lead, home: Home | None) -> tuple[bool, list[str]]:

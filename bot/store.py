@@ -114,6 +114,10 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def batch(self) -> Any:
+        """Several small writes, one commit (a context manager)."""
+        return self.db.atomic()
+
     def _add_new_columns(self) -> None:
         """A database made by an older leadbot gets the columns added since, with defaults."""
         wanted = sqlite_utils.Database(memory=True)
@@ -195,31 +199,36 @@ class Store:
 
     # -- deliveries
 
-    def due(self, now: float) -> list[tuple[int, str, str]]:
-        """(id, channel, address) of every delivery due now, most pressing first."""
-        return [(r[0], r[1], r[2]) for r in self.db.execute(
-            "SELECT id, channel, address FROM deliveries WHERE status IN ('pending', 'retrying') "
-            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id", (now,))]
+    def due(self, now: float) -> list[Delivery]:
+        """Every delivery due now, most pressing first."""
+        cursor = self.db.conn.execute(
+            "SELECT * FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id", (now,))
+        names = [c[0] for c in cursor.description]
+        return [_delivery(dict(zip(names, row, strict=True))) for row in cursor]
 
-    def delivery(self, delivery_id: int) -> Delivery | None:
-        rows = list(self.db.query("SELECT * FROM deliveries WHERE id = ?", [delivery_id]))
-        return _delivery(rows[0]) if rows else None
+    def claim(self, delivery_id: int, now: float) -> bool:
+        """Mark a due delivery `sending` (committed before the attempt, so a crash leaves it in
+        doubt, never forgotten). False if it is no longer due (resent, sent, erased)."""
+        cursor = self.db.execute(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+            "first_attempt_at = COALESCE(first_attempt_at, ?) "
+            "WHERE id = ? AND status IN ('pending', 'retrying')", (now, delivery_id))
+        return cursor.rowcount == 1
 
     def next_due_at(self) -> float | None:
-        row = self.db.execute("SELECT MIN(next_attempt_at) FROM deliveries "
-                              "WHERE status IN ('pending', 'retrying')").fetchone()
+        # One MIN per status: SQLite answers each from the index end, but not an IN list.
+        row = self.db.conn.execute(
+            "SELECT MIN(at) FROM (SELECT MIN(next_attempt_at) AS at FROM deliveries "
+            "WHERE status = 'pending' UNION ALL SELECT MIN(next_attempt_at) FROM deliveries "
+            "WHERE status = 'retrying')"
+        ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def in_doubt(self) -> list[Delivery]:
         """Deliveries that were being sent when the last run stopped: outcome unknown."""
         rows = self.db.query("SELECT * FROM deliveries WHERE status = ?", [Status.SENDING])
         return [_delivery(r) for r in rows]
-
-    def mark_sending(self, delivery_id: int, now: float) -> None:
-        self.db.execute(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
-            "first_attempt_at = COALESCE(first_attempt_at, ?) WHERE id = ?",
-            (Status.SENDING, now, delivery_id))
 
     def mark_sent(self, delivery_id: int, now: float, remote_id: str = "") -> None:
         self.db.execute("UPDATE deliveries SET status = ?, sent_at = ?, remote_id = ?, "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
-from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message as Mime
 from email.mime.multipart import MIMEMultipart
@@ -23,8 +22,6 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 SUBJECT_LIMIT = 200  # characters: long enough for any real subject, short for every mail client
 
 
-UTF8 = Charset("utf-8")
-UTF8.body_encoding = QP  # quoted-printable: still readable in a mail program's source view
 
 
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
@@ -41,9 +38,8 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
     reply_to = _address(view.get("contact", {}).get("email", ""))
     if reply_to is not None:
         msg["Reply-To"] = reply_to
-    charset: Any = UTF8  # the stdlib takes a Charset here; its type stubs say str
-    msg.attach(MIMEText(parts["text"] + "\n", "plain", charset))
-    msg.attach(MIMEText(str(parts["html"]), "html", charset))
+    msg.attach(MIMEText(parts["text"] + "\n", "plain", "utf-8"))
+    msg.attach(MIMEText(str(parts["html"]), "html", "utf-8"))
     return msg  # type: ignore[no-any-return]
 
 
