@@ -59,7 +59,7 @@ class EmailSettings:
     host: str = ""
     port: int = 0  # 0: 465 for implicit TLS, else 587
     sender: str = ""
-    tls: str = "starttls"
+    tls: str = ""  # "starttls", "implicit" or "none"; "" means implicit on 465, else starttls
     ca_file: str = ""
 
 

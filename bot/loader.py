@@ -191,8 +191,8 @@ class Loader(ConditionChecks):
         return tuple(accounts)
 
     def email(self, raw: dict[str, Any]) -> EmailSettings:
-        tls = str(raw.get("tls", "starttls"))
-        if tls not in TLS_MODES:
+        tls = str(raw.get("tls", ""))  # "": implicit TLS on port 465, STARTTLS elsewhere
+        if tls and tls not in TLS_MODES:
             self.error("email.tls", f"expected one of {', '.join(TLS_MODES)}")
         port = raw.get("port", 0)
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:

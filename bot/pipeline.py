@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 ONCE_HORIZON = 15.0  # under --once, retries due this soon still belong to this cycle
 DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
 PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
+PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
+BACKLOG = 50  # deliveries waiting: from here on, progress is shown
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,14 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll")
         self.closers: list[Callable[[], None]] = []
 
+    def progress(self) -> None:
+        """A backfill or a backlog of many leads shows how it is getting on."""
+        waiting = self.poller.store.open_count()
+        if waiting >= BACKLOG:
+            tally = self.dispatcher.tally
+            log.info("delivering: %d sent so far, %d waiting%s", tally.sent, waiting,
+                     f", {tally.failed} failed attempts to retry" if tally.failed else "")
+
     def run(self, once: bool = False) -> bool:
         """Returns False when something needs attention (a poll failed under --once)."""
         self.dispatcher.recover()
@@ -151,6 +161,7 @@ class Runner:
         polled_ok: bool | None = None
         next_dead_check = self.clock() + DEAD_LETTER_BATCH
         next_purge = self.clock()
+        next_progress = self.clock() + PROGRESS_EVERY
         interval = self.config.polling.interval.total_seconds()
         try:
             while not self.stop.is_set():
@@ -181,6 +192,9 @@ class Runner:
                     dead, self.dispatcher.dead = self.dispatcher.dead, []
                     if alerts.rescue(self.poller.store, self.config, dead, self.clock()):
                         self.dispatcher.changed()
+                if self.clock() >= next_progress:
+                    self.progress()
+                    next_progress = self.clock() + PROGRESS_EVERY
                 if self.dispatcher.idle() or self.clock() >= next_dead_check:
                     # Batched: one notice for a burst of failures, not one per delivery.
                     if alerts.dead_letters(self.poller.store, self.config, self.clock()):

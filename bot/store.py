@@ -305,6 +305,12 @@ class Store:
                              [*params, limit])
         return [_delivery(r) for r in rows]
 
+    def open_count(self) -> int:
+        row = self.db.conn.execute("SELECT (SELECT COUNT(*) FROM deliveries WHERE status = "
+                                   "'pending') + (SELECT COUNT(*) FROM deliveries WHERE status = "
+                                   "'retrying')").fetchone()
+        return int(row[0])
+
     def counts(self) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.db.query(
             "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")}

@@ -76,11 +76,12 @@ def stamp(message: Message, sender: str) -> Mime:
 
 
 class EmailChannel:
-    def __init__(self, host: str, port: int, sender: str, tls: str = "starttls",
+    def __init__(self, host: str, port: int, sender: str, tls: str = "",
                  username: str = "", password: str = "", ca_file: str = "",
                  timeout: float = 30) -> None:
-        self.host, self.sender, self.tls = host, sender, tls
+        self.host, self.sender = host, sender
         self.port = port or (465 if tls == "implicit" else 587)
+        self.tls = tls or ("implicit" if self.port == 465 else "starttls")
         self.username, self.password = username, password
         self.context = ssl.create_default_context(cafile=ca_file or None)
         self.timeout = timeout
