@@ -29,8 +29,8 @@ def lane_of(target: Target) -> str:
 class Lane:
     rate: float
     burst: float
-    tokens: float = -1.0
-    stamp: float = 0.0
+    tokens: float = 0.0
+    stamp: float | None = None  # None: never used, so the first burst is there in full
     blocked_until: float = 0.0  # set by a 429's Retry-After: this lane only
     busy: bool = False  # a send is in flight
 
@@ -48,7 +48,7 @@ class Lane:
         """A send came back. The pace counts from here, not from when it left: the far side
         counts arrivals, and one slow request must not let the next two arrive together."""
         self.busy = False
-        self.stamp = max(self.stamp, now)
+        self.stamp = now if self.stamp is None else max(self.stamp, now)
 
     def throttled(self, now: float, retry_after: float) -> None:
         """The far side said 429: honour Retry-After, send one then, and go on at the steady
@@ -57,7 +57,7 @@ class Lane:
         self.tokens, self.stamp, self.burst = 1.0, self.blocked_until, 1.0
 
     def _refill(self, now: float) -> None:
-        if self.tokens < 0:
+        if self.stamp is None:
             self.tokens, self.stamp = self.burst, now
         elif now > self.stamp:
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
@@ -94,6 +94,6 @@ class RetryPolicy:
         if retry_after is not None:
             delay = retry_after
         else:
-            full = min(self.cap, self.first * 2 ** max(0, attempts - 1))
+            full = min(self.cap, self.first * 2 ** min(max(0, attempts - 1), 40))
             delay = full / 2 + (rng or random).uniform(0, full / 2)  # "equal jitter"
         return min(now + delay, first_attempt_at + self.give_up)

@@ -294,7 +294,7 @@ class Store:
             return 0
         cursor = self.db.execute(
             f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, "
-            f"first_attempt_at = NULL, dead_announced = 0 "
+            f"first_attempt_at = NULL, dead_announced = 0, last_error = '' "
             f"WHERE id IN ({','.join('?' * len(ids))})",
             (Status.PENDING, now, *ids))
         return int(cursor.rowcount)

@@ -63,8 +63,9 @@ def test_the_example_rules_toml_loads_without_problems() -> None:
     assert config.polling.overlap == timedelta(minutes=15)
     assert config.polling.lookback == timedelta(hours=24)
     assert config.polling.history == timedelta(days=30)
+    # tls unset: STARTTLS on 587 (implicit TLS only on 465), chosen by the email channel
     assert (config.email.host, config.email.port, config.email.tls) == (
-        "smtp.rosecare.example", 587, "starttls")
+        "smtp.rosecare.example", 587, "")
     assert config.email.sender == "Rose Care leads <leads@rosecare.example>"
     assert {sid: home.name for sid, home in config.homes.items()} == {
         100000: "Rose Lodge", 200000: "Willow House", 300000: "Oak Manor"}
