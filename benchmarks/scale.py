@@ -292,8 +292,7 @@ def table_layout(path: Path, count: int) -> str:
     if overflow:
         pages, payload = overflow[0]
         spill = (f"; {pages / count:,.0f} B of it in overflow pages that are "
-                 f"{payload / pages:.0%} full (in a WITHOUT ROWID table a row over ~1 KB "
-                 f"spills into a 4 KiB overflow page)")
+                 f"{payload / pages:.0%} full (only records too long for a page spill over)")
     parts = ", ".join(f"{name} {pages / count:,.0f}" for name, pages in
                       sorted(size.items(), key=lambda kv: -kv[1]) if pages / count >= 1)
     return f"B/lead by table and index: {parts}{spill}"
