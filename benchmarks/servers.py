@@ -13,15 +13,12 @@ import json
 import logging
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
-
-import trustme
 
 ROOT = Path(__file__).resolve().parents[1]
 TEAMS_NAMES = {"TEAMS_LONDON_WEBHOOK": "london", "TEAMS_NORTH_WEBHOOK": "north",
@@ -154,30 +151,9 @@ def _token() -> str:
 
 
 def _tls_teams(folder: Path) -> Any:
-    from standins.teams import TeamsStandin
+    from standins.teams import TlsTeamsStandin
 
-    class TlsTeamsStandin(TeamsStandin):  # type: ignore[misc]
-        """The Teams stand-in behind TLS with a throwaway CA, as in tests/conftest.py."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.ca = trustme.CA()
-            self.ca_file = str(folder / "teams-ca.pem")
-            self.ca.cert_pem.write_to_path(self.ca_file)
-
-        @property
-        def root_url(self) -> str:
-            return f"https://127.0.0.1:{self.port}"
-
-        def start(self) -> Self:
-            super().start()
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-            assert self._server is not None
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-            return self
-
-    return TlsTeamsStandin()
+    return TlsTeamsStandin(folder)
 
 
 def serve() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import ssl
 import subprocess
 import sys
 import threading
@@ -20,13 +19,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
-import trustme
 from standins.slack import SlackStandin
 from standins.smtp import SmtpStandin
-from standins.teams import TeamsStandin
+from standins.teams import TlsTeamsStandin
 
 from bot.demo.standin import AutumnaStandin, redate
 
@@ -154,29 +152,6 @@ def published_by_key(now: datetime | None = None) -> dict[str, str]:
     """The same, by lead key ("4:2000")."""
     return {PUBLISHED_ROUTES[path.name][0]: doc
             for path, doc in zip(PUBLISHED, published_documents(now), strict=True)}
-
-
-class TlsTeamsStandin(TeamsStandin):
-    """The Teams stand-in behind real TLS: leadbot only accepts https:// webhook URLs. Its
-    certificate comes from a throwaway trustme CA that leadbot trusts through SSL_CERT_FILE."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        self.ca = trustme.CA()
-        self.ca_file = str(folder / "teams-ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_file)
-
-    @property
-    def root_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> Self:
-        super().start()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        assert self._server is not None
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        return self
 
 
 @dataclass

@@ -12,11 +12,15 @@ import hashlib
 import hmac
 import json
 import secrets
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 from urllib.parse import quote, unquote
+
+import trustme
 
 from . import FaultQueue, HttpRequest, HttpResponse, LoopbackHTTPServer, RateWindow
 
@@ -219,3 +223,27 @@ class TeamsStandin(LoopbackHTTPServer):
                     return _throttled(wait), payload
                 self._window.accept(name)
         return HttpResponse(202), payload
+
+
+class TlsTeamsStandin(TeamsStandin):
+    """The Teams stand-in behind real TLS, as Workflows webhooks are: leadbot only accepts
+    https:// webhook URLs. The certificate comes from a throwaway trustme CA written to
+    `ca_file`, for clients to trust (leadbot through SSL_CERT_FILE)."""
+
+    def __init__(self, folder: Path, **options: Any) -> None:
+        super().__init__(**options)
+        self.ca = trustme.CA()
+        self.ca_file = str(folder / "teams-ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+
+    @property
+    def root_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        super().start()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        assert self._server is not None
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        return self
