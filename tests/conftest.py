@@ -26,7 +26,9 @@ from standins.slack import SlackStandin
 from standins.smtp import SmtpStandin
 from standins.teams import TlsTeamsStandin
 
+from bot.config import Config, load_config
 from bot.demo.standin import AutumnaStandin, redate
+from bot.render import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted((ROOT / "bot" / "demo" / "published").glob("*.json"))
@@ -316,3 +318,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     """Fresh stand-ins and an empty leadbot folder for one test."""
     with open_world(tmp_path / "leadbot") as opened:
         yield opened
+
+
+# The example rules.toml and its renderer, shared by the rendering tests.
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(ROOT_RULES)
+
+
+@pytest.fixture(scope="module")
+def renderer(config: Config) -> Renderer:
+    return Renderer(config)

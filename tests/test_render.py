@@ -44,16 +44,6 @@ PHONE, EMAIL = "01900 000000", "johnsmith@gmail.com"
 MARKER = "truncated"
 
 
-@pytest.fixture(scope="module")
-def config() -> Config:
-    return load_config(ROOT_RULES)
-
-
-@pytest.fixture(scope="module")
-def renderer(config: Config) -> Renderer:
-    return Renderer(config)
-
-
 def published_record(name: str) -> dict[str, Any]:
     text = (PUBLISHED / name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text.replace("“", '"').replace("”", '"'))
