@@ -33,7 +33,8 @@ from .settings import Settings, redact
 from .store import NewLead, Routed, Store
 
 log = logging.getLogger(__name__)
-ONCE_HORIZON = 15.0  # under --once, retries due this soon still belong to this cycle
+ONCE_HORIZON = 10.0  # under --once, a Retry-After this short still belongs to this cycle (a
+# backoff retry, 15 s or more with the default [retries], is left for the next run)
 DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
 PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
 PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
