@@ -39,17 +39,36 @@ def environment(extra: str) -> None:
     stamp = VENV / f".installed-{extra or 'run'}"
     if not stamp.exists() or stamp.read_text() != wanted:
         target = f".[{extra}]" if extra else "."
-        sh(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "-e", target)
+        sh(
+            BIN / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        )
         stamp.write_text(wanted)
 
 
 def node_validator() -> None:
     """Microsoft's own Adaptive Card library checks our Teams cards when Node is available."""
     missing = not (ROOT / "tests/node/node_modules/adaptivecards").exists()
-    if missing and shutil.which("npm") and sh(
-            "npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/node",
-            check=False):
+    if (
+        missing
+        and shutil.which("npm")
+        and sh(
+            "npm",
+            "ci",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            "tests/node",
+            check=False,
+        )
+    ):
         print("note: npm could not install adaptivecards; that one validator is skipped")
 
 
@@ -66,8 +85,12 @@ def bench() -> int:
 def test() -> int:
     environment("test")
     node_validator()
-    for step in ([BIN / "ruff", "check", "bot", "tests", "benchmarks", "tasks.py"],
-                 [BIN / "mypy"]):
+    sources = ["bot", "tests", "benchmarks", "tasks.py"]
+    for step in (
+        [BIN / "ruff", "check", *sources],
+        [BIN / "ruff", "format", "--check", *sources],
+        [BIN / "mypy"],
+    ):
         if sh(*step, check=False):
             return 1
     return sh(BIN / "python", "-m", "pytest", *sys.argv[2:], check=False)
@@ -76,6 +99,8 @@ def test() -> int:
 if __name__ == "__main__":
     commands = {"demo": demo, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python3 {Path(__file__).name} demo | test [pytest options] | "
-                 "bench [--quick] [--only 1,3]")
+        sys.exit(
+            f"usage: python3 {Path(__file__).name} demo | test [pytest options] | "
+            "bench [--quick] [--only 1,3]"
+        )
     sys.exit(commands[sys.argv[1]]())

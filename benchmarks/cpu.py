@@ -62,31 +62,44 @@ def run(table: Table, folder: Path, quick: bool) -> None:
     messages, parse_s, route_s, render_s = min(runs, key=lambda r: sum(r[1:]))
     total = parse_s + route_s + render_s
     rate = count / total
-    table.add(Row(
-        "1", f"Pipeline CPU: parse + route + render, {count:,} leads, 50 homes, 20 rules",
-        f"{rate:,.0f} leads/s, {total / count * 1e6:,.0f} µs/lead ({messages:,} messages, "
-        f"{messages / count:.1f}/lead)",
-        f"{total / floor:,.0f}× `json.loads` of the same {len(text) / 1e6:.1f} MB "
-        f"({floor * 1000:.0f} ms)",
-        f"≥ {TARGET_LEADS_PER_S:,} leads/s", rate >= TARGET_LEADS_PER_S,
-        f"per lead: parse {parse_s / count * 1e6:,.0f} µs ({parse_s / floor:.0f}× json.loads), "
-        f"route {route_s / count * 1e6:,.0f} µs, render {render_s / count * 1e6:,.0f} µs "
-        f"({render_s / messages * 1e6:,.0f} µs/message); one thread, best of {repeats}"))
+    table.add(
+        Row(
+            "1",
+            f"Pipeline CPU: parse + route + render, {count:,} leads, 50 homes, 20 rules",
+            f"{rate:,.0f} leads/s, {total / count * 1e6:,.0f} µs/lead ({messages:,} messages, "
+            f"{messages / count:.1f}/lead)",
+            f"{total / floor:,.0f}× `json.loads` of the same {len(text) / 1e6:.1f} MB "
+            f"({floor * 1000:.0f} ms)",
+            f"≥ {TARGET_LEADS_PER_S:,} leads/s",
+            rate >= TARGET_LEADS_PER_S,
+            f"per lead: parse {parse_s / count * 1e6:,.0f} µs ({parse_s / floor:.0f}× json.loads), "
+            f"route {route_s / count * 1e6:,.0f} µs, render {render_s / count * 1e6:,.0f} µs "
+            f"({render_s / messages * 1e6:,.0f} µs/message); one thread, best of {repeats}",
+        )
+    )
     if rate < TARGET_LEADS_PER_S:
-        table.note("1: where the time goes (cProfile, share of the pipeline's time; nested "
-                   "rows overlap): " + profile(
-            text[: len(text) // 10].rsplit(",\n", 1)[0] + "]", config, renderer))
+        table.note(
+            "1: where the time goes (cProfile, share of the pipeline's time; nested "
+            "rows overlap): "
+            + profile(text[: len(text) // 10].rsplit(",\n", 1)[0] + "]", config, renderer)
+        )
 
     quoted = quirky_body(text)
     clean_s = min(timed(lambda: parse_body(text, ACCOUNT))[0] for _ in range(repeats))
     quirky_s = min(timed(lambda: parse_body(quoted, ACCOUNT))[0] for _ in range(repeats))
-    table.add(Row(
-        "1b", "Parse of the same body when one record has typographic quotes (as two of "
-              "Autumna's published examples do)",
-        f"{quirky_s * 1000:,.0f} ms vs {clean_s * 1000:,.0f} ms",
-        f"{quirky_s / clean_s:.1f}× the clean body", "—", None,
-        "one bad record sends the whole body through a second decode, after `repair_quotes` "
-        "(one regular-expression pass) has mended it"))
+    table.add(
+        Row(
+            "1b",
+            "Parse of the same body when one record has typographic quotes (as two of "
+            "Autumna's published examples do)",
+            f"{quirky_s * 1000:,.0f} ms vs {clean_s * 1000:,.0f} ms",
+            f"{quirky_s / clean_s:.1f}× the clean body",
+            "—",
+            None,
+            "one bad record sends the whole body through a second decode, after `repair_quotes` "
+            "(one regular-expression pass) has mended it",
+        )
+    )
 
 
 def quirky_body(text: str) -> str:
@@ -97,8 +110,10 @@ def quirky_body(text: str) -> str:
 
 
 STAGES = {  # what to call it: (file, function) whose cumulative time it is
-    "email MIME composition (`channels/email.compose`, stdlib `email`)":
-        ("bot/channels/email.py", "compose"),
+    "email MIME composition (`channels/email.compose`, stdlib `email`)": (
+        "bot/channels/email.py",
+        "compose",
+    ),
     "Jinja blocks (`Renderer.parts`)": ("bot/render.py", "parts"),
     "  of which escaping (`finalize` → `escape.*`)": ("bot/render.py", "finalize"),
     "  of which Jinja contexts (`new_context`)": ("jinja2/environment.py", "new_context"),
@@ -117,11 +132,17 @@ def profile(text: str, config: Config, renderer: Renderer) -> str:
     pipeline(text, config, renderer)
     profiler.disable()
     rows = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    total = next(row[3] for (path, _, name), row in rows.items()
-                 if name == "pipeline" and path.endswith("cpu.py"))
+    total = next(
+        row[3]
+        for (path, _, name), row in rows.items()
+        if name == "pipeline" and path.endswith("cpu.py")
+    )
     shares = []
     for label, (suffix, function) in STAGES.items():
-        seconds = sum(row[3] for (path, _, name), row in rows.items()
-                      if name == function and path.replace("\\", "/").endswith(suffix))
+        seconds = sum(
+            row[3]
+            for (path, _, name), row in rows.items()
+            if name == function and path.replace("\\", "/").endswith(suffix)
+        )
         shares.append(f"{label.strip()} {seconds / total:.0%}")
     return "; ".join(shares)

@@ -43,11 +43,13 @@ def rendered(documents: list[str], config: Config) -> list[Message]:
     messages = []
     for lead in parse_body("[" + ",".join(documents) + "]", ACCOUNT).leads:
         routing = route(lead, config)
-        notes = tuple(routing.notes) + tuple(f"Autumna sent an odd value: {p}"
-                                             for p in lead.problems)
+        notes = tuple(routing.notes) + tuple(
+            f"Autumna sent an odd value: {p}" for p in lead.problems
+        )
         facts = Facts(routing.urgent, routing.unrouted, notes)
-        messages += [renderer.render(lead, t, facts, f"{lead.key}/{t.key}")
-                     for t in routing.targets]
+        messages += [
+            renderer.render(lead, t, facts, f"{lead.key}/{t.key}") for t in routing.targets
+        ]
     return messages
 
 
@@ -81,24 +83,40 @@ def bare_loop(messages: list[Message], info: dict[str, Any]) -> Callable[[], Any
     for message in messages:
         target = message.target
         if target.channel is Channel.SLACK:
-            payload = {"channel": target.address, **message.payload, "metadata": {
-                "event_type": slack_channel.EVENT_TYPE, "event_payload": {"ref": message.ref}}}
+            payload = {
+                "channel": target.address,
+                **message.payload,
+                "metadata": {
+                    "event_type": slack_channel.EVENT_TYPE,
+                    "event_payload": {"ref": message.ref},
+                },
+            }
             prepared.append((Channel.SLACK, "", json.dumps(payload).encode()))
         elif target.channel is Channel.TEAMS:
-            prepared.append((Channel.TEAMS, info["teams"][target.address],
-                             json.dumps(message.payload).encode()))
+            prepared.append(
+                (Channel.TEAMS, info["teams"][target.address], json.dumps(message.payload).encode())
+            )
         else:
             msg = email_channel.stamp(message, SENDER)
-            prepared.append((Channel.EMAIL, target.address,
-                             msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))))
+            prepared.append(
+                (
+                    Channel.EMAIL,
+                    target.address,
+                    msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")),
+                )
+            )
     slack_url = info["slack"] + "chat.postMessage"
-    slack_headers = {"Authorization": f"Bearer {TOKEN}",
-                     "Content-Type": "application/json; charset=utf-8"}
+    slack_headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "Content-Type": "application/json; charset=utf-8",
+    }
     json_headers = {"Content-Type": "application/json"}
 
     def go() -> None:
-        with http_client(info["teams_ca"]) as http, \
-                smtplib.SMTP("127.0.0.1", info["smtp_port"], timeout=30) as smtp:
+        with (
+            http_client(info["teams_ca"]) as http,
+            smtplib.SMTP("127.0.0.1", info["smtp_port"], timeout=30) as smtp,
+        ):
             for channel, where, data in prepared:
                 if channel is Channel.SLACK:
                     answer = http.post(slack_url, content=data, headers=slack_headers)
@@ -145,11 +163,13 @@ def _plugin(apprise: Any, channel: Channel, address: str, info: dict[str, Any]) 
         url = urllib.parse.urlsplit(info["teams"][address])
         sig = dict(urllib.parse.parse_qsl(url.query))["sig"]
         plugin = apprise.Apprise.instantiate(
-            f"workflows://127.0.0.1:{url.port}/{url.path.split('/')[2]}/{sig}/")
+            f"workflows://127.0.0.1:{url.port}/{url.path.split('/')[2]}/{sig}/"
+        )
     else:
         plugin = apprise.Apprise.instantiate(
             f"mailto://127.0.0.1:{info['smtp_port']}?mode=insecure&smtp=127.0.0.1"
-            f"&from={SENDER}&to={address}")
+            f"&from={SENDER}&to={address}"
+        )
     if plugin is None:
         raise RuntimeError(f"Apprise refused the {channel} destination")
     plugin.request_rate_per_sec = 0  # Apprise waits 1.2 s (Slack) to 5.5 s between sends
@@ -188,49 +208,64 @@ def run(table: Table, folder: Path, quick: bool) -> None:
         seconds: dict[str, float] = {}
         connections: dict[str, int] = {}
         for name, make, sent in (
-                ("leadbot", lambda: leadbot(config, info, folder), messages),
-                ("bare", lambda: bare_loop(messages, info), messages),
-                ("apprise", lambda: apprise_loop(some, info), some)):
+            ("leadbot", lambda: leadbot(config, info, folder), messages),
+            ("bare", lambda: bare_loop(messages, info), messages),
+            ("apprise", lambda: apprise_loop(some, info), some),
+        ):
             go = make()
             servers.reset()
             seconds[name], _ = timed(go)
             stats = servers.stats()
             if delivered(stats) != counted(sent):
-                raise AssertionError(f"{name} delivered {dict(delivered(stats))}, expected "
-                                     f"{dict(counted(sent))}")
+                raise AssertionError(
+                    f"{name} delivered {dict(delivered(stats))}, expected {dict(counted(sent))}"
+                )
             connections[name] = stats["smtp_connections"]
             print(f"   {name}: {len(sent):,} messages in {seconds[name]:.1f} s", flush=True)
 
     total = len(messages)
-    rate = {"leadbot": total / seconds["leadbot"], "bare": total / seconds["bare"],
-            "apprise": len(some) / seconds["apprise"]}
+    rate = {
+        "leadbot": total / seconds["leadbot"],
+        "bare": total / seconds["bare"],
+        "apprise": len(some) / seconds["apprise"],
+    }
     expected = counted(messages)
     mix = ", ".join(f"{expected[c]:,} {c}" for c in ("slack", "teams", "email"))
     lanes = len({m.target.key for m in messages if m.target.channel is not Channel.EMAIL}) + 1
     vs_bare = rate["leadbot"] / rate["bare"]
     vs_apprise = rate["leadbot"] / rate["apprise"]
-    table.add(Row(
-        "2a", f"Backlog drain: {count:,} new leads → {total:,} messages ({mix}), end to end",
-        f"leadbot {rate['leadbot']:,.0f} msg/s ({seconds['leadbot']:.1f} s)",
-        f"{vs_bare:.2f}× the bare httpx/smtplib loop ({rate['bare']:,.0f} msg/s, "
-        f"{seconds['bare']:.1f} s)",
-        f"≥ {TARGET_BARE}× bare loop", vs_bare >= TARGET_BARE,
-        f"leadbot with its rate limits off (`Lanes` at 1e6/s, as `pipeline.build` gives the "
-        f"demo sink): {lanes} lanes, 8 send threads, one SMTP connection; includes poll, "
-        f"SQLite, routing and rendering. The bare loop posts the pre-serialised bytes one "
-        f"after another over keep-alive connections. Same servers (own process), same "
-        f"messages"))
-    table.add(Row(
-        "2b", "Backlog drain against Apprise (same messages, same servers)",
-        f"Apprise {rate['apprise']:,.0f} msg/s ({len(some):,} messages of the first "
-        f"{sample} leads in {seconds['apprise']:.1f} s)",
-        f"leadbot {vs_apprise:.2f}× Apprise",
-        f"≥ {TARGET_APPRISE}× Apprise", vs_apprise >= TARGET_APPRISE,
-        f"Apprise {_apprise_version()}: one plugin per destination built beforehand, its "
-        f"throttle off, messages sent one after another (its rate per message does not "
-        f"depend on the backlog, so a sample keeps the run short); a new connection per "
-        f"message ({connections['apprise']:,} SMTP connections vs leadbot's "
-        f"{connections['leadbot']:,}); its own Slack and Teams formats, HTML-only email"))
+    table.add(
+        Row(
+            "2a",
+            f"Backlog drain: {count:,} new leads → {total:,} messages ({mix}), end to end",
+            f"leadbot {rate['leadbot']:,.0f} msg/s ({seconds['leadbot']:.1f} s)",
+            f"{vs_bare:.2f}× the bare httpx/smtplib loop ({rate['bare']:,.0f} msg/s, "
+            f"{seconds['bare']:.1f} s)",
+            f"≥ {TARGET_BARE}× bare loop",
+            vs_bare >= TARGET_BARE,
+            f"leadbot with its rate limits off (`Lanes` at 1e6/s, as `pipeline.build` gives the "
+            f"demo sink): {lanes} lanes, 8 send threads, one SMTP connection; includes poll, "
+            f"SQLite, routing and rendering. The bare loop posts the pre-serialised bytes one "
+            f"after another over keep-alive connections. Same servers (own process), same "
+            f"messages",
+        )
+    )
+    table.add(
+        Row(
+            "2b",
+            "Backlog drain against Apprise (same messages, same servers)",
+            f"Apprise {rate['apprise']:,.0f} msg/s ({len(some):,} messages of the first "
+            f"{sample} leads in {seconds['apprise']:.1f} s)",
+            f"leadbot {vs_apprise:.2f}× Apprise",
+            f"≥ {TARGET_APPRISE}× Apprise",
+            vs_apprise >= TARGET_APPRISE,
+            f"Apprise {_apprise_version()}: one plugin per destination built beforehand, its "
+            f"throttle off, messages sent one after another (its rate per message does not "
+            f"depend on the backlog, so a sample keeps the run short); a new connection per "
+            f"message ({connections['apprise']:,} SMTP connections vs leadbot's "
+            f"{connections['leadbot']:,}); its own Slack and Teams formats, HTML-only email",
+        )
+    )
 
 
 def _apprise_version() -> str:

@@ -31,8 +31,10 @@ from bot.store import Store
 
 from .workload import ACCOUNT, SENDER, TOKEN
 
-HEADER = ("| # | benchmark | measured | ratio (side by side) | target | met | notes |\n"
-          "| --- | --- | --- | --- | --- | --- | --- |")
+HEADER = (
+    "| # | benchmark | measured | ratio (side by side) | target | met | notes |\n"
+    "| --- | --- | --- | --- | --- | --- | --- |"
+)
 
 
 @dataclass
@@ -78,8 +80,7 @@ def quiet_logging() -> None:
     """leadbot logs every send at INFO through its redacting filter, as in a real run; here the
     lines go to /dev/null so the terminal shows only results, but the cost of logging is kept."""
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                           "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -90,18 +91,26 @@ def quiet_logging() -> None:
 
 def http_client(ca_file: str | None = None) -> httpx.Client:
     """The httpx client `pipeline.build` makes, trusting the Teams stand-in's throwaway CA."""
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file \
-        else True
-    return httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0),
-                        transport=httpx.HTTPTransport(retries=1, verify=verify))
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return httpx.Client(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        transport=httpx.HTTPTransport(retries=1, verify=verify),
+    )
 
 
 UNLIMITED = {c: (1e6, 1e6) for c in Channel}  # what pipeline.build gives the demo's folder sink
 
 
-def assemble(config: Config, store: Store, info: dict[str, Any], *, lanes: Lanes | None,
-             senders: dict[Channel, Sender] | None = None, backfill: bool = True,
-             http: httpx.Client | None = None) -> Runner:
+def assemble(
+    config: Config,
+    store: Store,
+    info: dict[str, Any],
+    *,
+    lanes: Lanes | None,
+    senders: dict[Channel, Sender] | None = None,
+    backfill: bool = True,
+    http: httpx.Client | None = None,
+) -> Runner:
     """leadbot's Runner wired like `pipeline.build`, to the servers in `info` (see servers.py).
     `lanes=None` means leadbot's real default rate limits."""
     http = http or http_client(info.get("teams_ca"))
@@ -112,11 +121,13 @@ def assemble(config: Config, store: Store, info: dict[str, Any], *, lanes: Lanes
             Channel.TEAMS: TeamsChannel(dict(info["teams"]), http),
         }
     retries = config.retries
-    policy = RetryPolicy(retries.first.total_seconds(), retries.cap.total_seconds(),
-                         retries.give_up.total_seconds())
+    policy = RetryPolicy(
+        retries.first.total_seconds(), retries.cap.total_seconds(), retries.give_up.total_seconds()
+    )
     dispatcher = Dispatcher(store, Renderer(config), senders, config, policy, lanes)
-    poller = Poller(AutumnaClient(info["autumna"], http), {ACCOUNT: "bench-key"}, store,
-                    config, backfill)
+    poller = Poller(
+        AutumnaClient(info["autumna"], http), {ACCOUNT: "bench-key"}, store, config, backfill
+    )
     runner = Runner(poller, dispatcher, config)
     runner.closers.append(http.close)
     return runner

@@ -47,8 +47,9 @@ def run(table: Table, folder: Path, quick: bool) -> None:
             idle.append(seconds)
         stats = servers.stats()
         window = poller.windows(datetime.now(UTC))[0]
-        floor = statistics.median(timed(lambda: bare_fetch(http, info["autumna"], window))[0]
-                                  for _ in range(cycles))
+        floor = statistics.median(
+            timed(lambda: bare_fetch(http, info["autumna"], window))[0] for _ in range(cycles)
+        )
         in_window = len(bare_fetch(http, info["autumna"], window))
         http.close()
         store.close()
@@ -57,19 +58,31 @@ def run(table: Table, folder: Path, quick: bool) -> None:
     repeats = config.polling.overlap / config.polling.interval
     body = stats["autumna_bytes"] / cycles
     median = statistics.median(idle)
-    table.add(Row(
-        "4a", "Poll cost per steady-state cycle (one account, overlap 15 min)",
-        f"{requests:.0f} request, {body / 1024:.1f} KiB of body ({in_window} leads in the "
-        f"overlap window)",
-        f"each lead is downloaded ≈ {repeats:.0f}× (overlap ÷ interval)", "—", None,
-        f"the first poll (30 days of history, {stored:,} leads, {first_s:.1f} s) is the only "
-        f"big one; a steady cycle asks for the window since the watermark minus the overlap"))
-    table.add(Row(
-        "4b", f"Idle cycle: poll that brings nothing new, {stored:,} leads in the database",
-        f"{median * 1000:.1f} ms (median of {cycles})",
-        f"{median / floor:.2f}× a bare httpx GET + `json.loads` of the same window "
-        f"({floor * 1000:.1f} ms)", "—", None,
-        "windows + fetch + parse + `known()` lookup + watermark update + poll-health check"))
+    table.add(
+        Row(
+            "4a",
+            "Poll cost per steady-state cycle (one account, overlap 15 min)",
+            f"{requests:.0f} request, {body / 1024:.1f} KiB of body ({in_window} leads in the "
+            f"overlap window)",
+            f"each lead is downloaded ≈ {repeats:.0f}× (overlap ÷ interval)",
+            "—",
+            None,
+            f"the first poll (30 days of history, {stored:,} leads, {first_s:.1f} s) is the only "
+            f"big one; a steady cycle asks for the window since the watermark minus the overlap",
+        )
+    )
+    table.add(
+        Row(
+            "4b",
+            f"Idle cycle: poll that brings nothing new, {stored:,} leads in the database",
+            f"{median * 1000:.1f} ms (median of {cycles})",
+            f"{median / floor:.2f}× a bare httpx GET + `json.loads` of the same window "
+            f"({floor * 1000:.1f} ms)",
+            "—",
+            None,
+            "windows + fetch + parse + `known()` lookup + watermark update + poll-health check",
+        )
+    )
 
 
 def cycle(poller: Poller) -> int:
@@ -81,9 +94,14 @@ def cycle(poller: Poller) -> int:
 
 
 def bare_fetch(http: httpx.Client, url: str, window: Window) -> list[object]:
-    response = http.get(url, params={"api_key": "bench-key",
-                                     "dateTimeFrom": _param(window.since),
-                                     "dateTimeTo": _param(window.until)})
+    response = http.get(
+        url,
+        params={
+            "api_key": "bench-key",
+            "dateTimeFrom": _param(window.since),
+            "dateTimeTo": _param(window.until),
+        },
+    )
     data: list[object] = json.loads(response.text)
     return data
 

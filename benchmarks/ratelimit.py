@@ -22,14 +22,30 @@ TARGET = 1.1
 
 def rules(channels: int) -> str:
     """One Slack channel per home and one rule: each lead goes to its home's channel."""
-    lines = ['[group]', 'name = "Rose Care Homes"', '', '[routing]',
-             'fallback = "group-leads"', '', '[destinations]',
-             'group-leads = { slack = "#group-leads" }', '']
+    lines = [
+        "[group]",
+        'name = "Rose Care Homes"',
+        "",
+        "[routing]",
+        'fallback = "group-leads"',
+        "",
+        "[destinations]",
+        'group-leads = { slack = "#group-leads" }',
+        "",
+    ]
     for home in homes()[:channels]:
-        lines += [f"[homes.{home['id']}]", f"name = {json.dumps(home['name'])}",
-                  f"slack = {json.dumps(home['slack'])}", ""]
-    lines += ['[[rules]]', 'name = "Every lead goes to its home\'s channel"',
-              'notify = ["home.slack"]', '']
+        lines += [
+            f"[homes.{home['id']}]",
+            f"name = {json.dumps(home['name'])}",
+            f"slack = {json.dumps(home['slack'])}",
+            "",
+        ]
+    lines += [
+        "[[rules]]",
+        'name = "Every lead goes to its home\'s channel"',
+        'notify = ["home.slack"]',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -64,16 +80,20 @@ def run(table: Table, folder: Path, quick: bool) -> None:
         raise AssertionError(f"only {stats['slack']} of {count} messages arrived")
     floor = busiest * 1.0
     limited = [c["ratelimited"] for c in per.values()]
-    gaps = [b - a for c in per.values() for a, b in zip(c["stamps"], c["stamps"][1:],
-                                                         strict=False)]
+    gaps = [b - a for c in per.values() for a, b in zip(c["stamps"], c["stamps"][1:], strict=False)]
     ratio = seconds / floor
     rate, burst = RATES[Channel.SLACK]
-    table.add(Row(
-        "3", f"Rate-limited drain: {count} messages over {channels} Slack channels, 1 msg/s per "
-             f"channel enforced with 429 + Retry-After",
-        f"{seconds:.1f} s; 429s per channel: {', '.join(map(str, limited))}",
-        f"{ratio:.2f}× the floor ({busiest} messages in the busiest channel × 1 s)",
-        f"≤ {TARGET}×, ≤ 1 429 per channel", ratio <= TARGET and max(limited) <= 1,
-        f"leadbot's default lanes (Slack {rate:g}/s, burst {burst:g}); accepted messages were "
-        f"{min(gaps):.2f}–{max(gaps):.2f} s apart in a channel; time from the poll to the "
-        f"last message recorded"))
+    table.add(
+        Row(
+            "3",
+            f"Rate-limited drain: {count} messages over {channels} Slack channels, 1 msg/s per "
+            f"channel enforced with 429 + Retry-After",
+            f"{seconds:.1f} s; 429s per channel: {', '.join(map(str, limited))}",
+            f"{ratio:.2f}× the floor ({busiest} messages in the busiest channel × 1 s)",
+            f"≤ {TARGET}×, ≤ 1 429 per channel",
+            ratio <= TARGET and max(limited) <= 1,
+            f"leadbot's default lanes (Slack {rate:g}/s, burst {burst:g}); accepted messages were "
+            f"{min(gaps):.2f}–{max(gaps):.2f} s apart in a channel; time from the poll to the "
+            f"last message recorded",
+        )
+    )

@@ -32,19 +32,23 @@ BENCHMARKS = {  # number -> (name, module in this folder)
 
 
 def load(module: str) -> Callable[[Table, Path, bool], None]:
-    run: Callable[[Table, Path, bool], None] = importlib.import_module(
-        f"benchmarks.{module}").run
+    run: Callable[[Table, Path, bool], None] = importlib.import_module(f"benchmarks.{module}").run
     return run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller workloads (about 1 minute instead of 6)")
-    parser.add_argument("--only", default="", metavar="N,N",
-                        help="run only these benchmarks, e.g. --only 1,3")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the scratch folder (databases, rules.toml) for inspection")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller workloads (about 1 minute instead of 6)"
+    )
+    parser.add_argument(
+        "--only", default="", metavar="N,N", help="run only these benchmarks, e.g. --only 1,3"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch folder (databases, rules.toml) for inspection",
+    )
     args = parser.parse_args(argv)
     chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
@@ -65,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"scratch folder kept: {scratch}", file=sys.stderr)
     elapsed = time.perf_counter() - started
-    machine = (f"{platform.python_implementation()} {platform.python_version()}, "
-               f"{os.cpu_count()} cores, {platform.machine()}; "
-               f"{'--quick, ' if args.quick else ''}whole run {elapsed:.0f} s")
+    machine = (
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {platform.machine()}; "
+        f"{'--quick, ' if args.quick else ''}whole run {elapsed:.0f} s"
+    )
     text = f"{table.markdown()}\n{machine}\n"
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("latest.md" if chosen == list(BENCHMARKS) else "partial.md")

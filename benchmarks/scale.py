@@ -61,12 +61,15 @@ def fill(path: Path, count: int, config: Config, seed: int = 1) -> None:
         db.executemany(
             "INSERT INTO leads (key, account, category_id, category, lead_id, service_id, "
             "lead_date, seen_at, announced, urgent, unrouted, notes, raw) "
-            "VALUES (?,?,?,?,?,?,?,?,1,?,0,'[]',?)", _lead_rows(templates, count, now))
+            "VALUES (?,?,?,?,?,?,?,?,1,?,0,'[]',?)",
+            _lead_rows(templates, count, now),
+        )
         db.executemany(
             "INSERT INTO deliveries (subject, channel, address, label, privacy, status, "
             "attempts, urgent, created_at, first_attempt_at, next_attempt_at, sent_at, "
             "remote_id, reasons) VALUES (?,?,?,?,?,'sent',1,?,?,?,?,?,?,?)",
-            _delivery_rows(templates, count, now))
+            _delivery_rows(templates, count, now),
+        )
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     # Written with synchronous=OFF: flush it now, or leadbot's first checkpoint would pay for
@@ -84,11 +87,24 @@ def _templates(config: Config, seed: int, variety: int = 2000) -> list[dict[str,
         record = lead_record(rng, i, datetime(2026, 1, 1, tzinfo=UTC), home_list)
         lead = parse_lead(record, ACCOUNT)
         routing = route(lead, config)
-        found.append({
-            "record": record, "category": lead.category, "service": lead.service.id,
-            "urgent": int(routing.urgent),
-            "targets": [(str(t.channel), t.address, t.label, t.privacy,
-                         json.dumps(routing.reached_by[t.key])) for t in routing.targets]})
+        found.append(
+            {
+                "record": record,
+                "category": lead.category,
+                "service": lead.service.id,
+                "urgent": int(routing.urgent),
+                "targets": [
+                    (
+                        str(t.channel),
+                        t.address,
+                        t.label,
+                        t.privacy,
+                        json.dumps(routing.reached_by[t.key]),
+                    )
+                    for t in routing.targets
+                ],
+            }
+        )
     return found
 
 
@@ -96,28 +112,51 @@ def _moment(i: int, count: int, now: float) -> float:
     return now - 80 * 86400 * (1 - i / count)  # evenly over 80 days, inside the retention
 
 
-def _lead_rows(templates: list[dict[str, Any]], count: int, now: float
-               ) -> Iterator[tuple[Any, ...]]:
+def _lead_rows(
+    templates: list[dict[str, Any]], count: int, now: float
+) -> Iterator[tuple[Any, ...]]:
     for i in range(count):
         t = templates[i % len(templates)]
         lead_id = 10_000_000 + i
         seen = _moment(i, count, now)
         stamp = datetime.fromtimestamp(seen - 60, UTC)
         record = dict(t["record"], id=lead_id, date=stamp.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
-        yield (f"{t['category'].id}:{lead_id}", ACCOUNT, t["category"].id, t["category"].name,
-               lead_id, t["service"], stamp.isoformat(), seen, t["urgent"],
-               json.dumps(record, ensure_ascii=True))
+        yield (
+            f"{t['category'].id}:{lead_id}",
+            ACCOUNT,
+            t["category"].id,
+            t["category"].name,
+            lead_id,
+            t["service"],
+            stamp.isoformat(),
+            seen,
+            t["urgent"],
+            json.dumps(record, ensure_ascii=True),
+        )
 
 
-def _delivery_rows(templates: list[dict[str, Any]], count: int, now: float
-                   ) -> Iterator[tuple[Any, ...]]:
+def _delivery_rows(
+    templates: list[dict[str, Any]], count: int, now: float
+) -> Iterator[tuple[Any, ...]]:
     for i in range(count):
         t = templates[i % len(templates)]
         key = f"{t['category'].id}:{10_000_000 + i}"
         seen = _moment(i, count, now)
         for channel, address, label, privacy, reasons in t["targets"]:
-            yield (key, channel, address, label, privacy, t["urgent"], seen, seen + 1,
-                   seen, seen + 2, f"{int(seen)}.{i % 1_000_000:06d}", reasons)
+            yield (
+                key,
+                channel,
+                address,
+                label,
+                privacy,
+                t["urgent"],
+                seen,
+                seen + 1,
+                seen,
+                seen + 2,
+                f"{int(seen)}.{i % 1_000_000:06d}",
+                reasons,
+            )
 
 
 # --- one database, measured in its own process --------------------------------------------------
@@ -136,16 +175,24 @@ def measure(db_path: Path, rules: Path, cycles: int, first_id: int) -> dict[str,
     null = NullSender()
 
     def runner() -> Runner:
-        return assemble(config, store, servers.info, senders={c: null for c in Channel},
-                        lanes=Lanes(dict(UNLIMITED)))
+        return assemble(
+            config,
+            store,
+            servers.info,
+            senders={c: null for c in Channel},
+            lanes=Lanes(dict(UNLIMITED)),
+        )
 
     batches = iter(range(first_id, first_id + 10**6, NEW_PER_CYCLE))
 
     def new_leads() -> None:
         now, first = datetime.now(UTC), next(batches)
-        servers.documents([json.dumps(lead_record(
-            rng, first + j, now - timedelta(seconds=30 + j), homes()))
-            for j in range(NEW_PER_CYCLE)])
+        servers.documents(
+            [
+                json.dumps(lead_record(rng, first + j, now - timedelta(seconds=30 + j), homes()))
+                for j in range(NEW_PER_CYCLE)
+            ]
+        )
 
     with Servers() as servers:
         for k in range(cycles + 1):  # the first is a warm-up, not counted
@@ -203,8 +250,21 @@ def in_child(db_path: Path, rules: Path, cycles: int, first_id: int) -> dict[str
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", str(db_path), str(rules), str(cycles),
-         str(first_id)], cwd=root, env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.scale",
+            str(db_path),
+            str(rules),
+            str(cycles),
+            str(first_id),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         raise RuntimeError(f"scale child failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -220,11 +280,12 @@ def run(table: Table, folder: Path, quick: bool) -> None:
     fill(big, count, config)
     fill_s = time.perf_counter() - start
     print(f"   filled {count:,} leads in {fill_s:.0f} s", flush=True)
-    size = sum(Path(f"{big}{s}").stat().st_size for s in ("", "-wal") if
-               Path(f"{big}{s}").exists())
-    raw, deliveries = sqlite3.connect(big).execute(
-        "SELECT (SELECT AVG(LENGTH(raw)) FROM leads), (SELECT COUNT(*) FROM deliveries)"
-    ).fetchone()
+    size = sum(Path(f"{big}{s}").stat().st_size for s in ("", "-wal") if Path(f"{big}{s}").exists())
+    raw, deliveries = (
+        sqlite3.connect(big)
+        .execute("SELECT (SELECT AVG(LENGTH(raw)) FROM leads), (SELECT COUNT(*) FROM deliveries)")
+        .fetchone()
+    )
     layout = table_layout(big, count)
 
     empty = in_child(fresh_db(folder, "empty.db"), rules, cycles, 90_000_000)
@@ -235,50 +296,81 @@ def run(table: Table, folder: Path, quick: bool) -> None:
 
     poll = mid(full, "poll") / mid(empty, "poll")
     memory = full["maxrss_kib"] / empty["maxrss_kib"]
-    table.add(Row(
-        "5a", f"Scale: poll cycle bringing {NEW_PER_CYCLE} new leads, {count:,} seen leads vs "
-              f"an empty database",
-        f"{ms(mid(full, 'poll'))} vs {ms(mid(empty, 'poll'))}",
-        f"{poll:.2f}×", f"≤ {TARGET}×", poll <= TARGET,
-        f"median of {cycles} after a warm-up; fetch, parse, `known()`, route, one "
-        f"transaction for the leads and their deliveries"))
-    table.add(Row(
-        "5b", "Scale: peak memory of that process (VmHWM)",
-        f"{full['maxrss_kib'] / 1024:.0f} MiB vs {empty['maxrss_kib'] / 1024:.0f} MiB",
-        f"{memory:.2f}×", f"≤ {TARGET}×", memory <= TARGET,
-        f"after start-up and opening the database: {full['baseline_kib'] / 1024:.0f} vs "
-        f"{empty['baseline_kib'] / 1024:.0f} MiB"))
+    table.add(
+        Row(
+            "5a",
+            f"Scale: poll cycle bringing {NEW_PER_CYCLE} new leads, {count:,} seen leads vs "
+            f"an empty database",
+            f"{ms(mid(full, 'poll'))} vs {ms(mid(empty, 'poll'))}",
+            f"{poll:.2f}×",
+            f"≤ {TARGET}×",
+            poll <= TARGET,
+            f"median of {cycles} after a warm-up; fetch, parse, `known()`, route, one "
+            f"transaction for the leads and their deliveries",
+        )
+    )
+    table.add(
+        Row(
+            "5b",
+            "Scale: peak memory of that process (VmHWM)",
+            f"{full['maxrss_kib'] / 1024:.0f} MiB vs {empty['maxrss_kib'] / 1024:.0f} MiB",
+            f"{memory:.2f}×",
+            f"≤ {TARGET}×",
+            memory <= TARGET,
+            f"after start-up and opening the database: {full['baseline_kib'] / 1024:.0f} vs "
+            f"{empty['baseline_kib'] / 1024:.0f} MiB",
+        )
+    )
     once = full["run_once"] / empty["run_once"]
     capped = " (stopped at the cap)" if full.get("capped") else ""
-    table.add(Row(
-        "5c", f"Scale: `run --once` delivering those {NEW_PER_CYCLE} leads "
-              f"({full['sent']} messages) to a null channel",
-        f"{ms(full['run_once'])}{capped} vs {ms(empty['run_once'])}",
-        f"{'≥ ' if capped else ''}{once:.1f}×", f"≤ {TARGET}× (as 5a)", once <= TARGET,
-        f"recover, retention purge, poll ({NEW_PER_CYCLE} new leads), deliver, dead-letter "
-        f"check; "
-        f"the purge alone {ms(full['purge'])} vs {ms(empty['purge'])}"))
+    table.add(
+        Row(
+            "5c",
+            f"Scale: `run --once` delivering those {NEW_PER_CYCLE} leads "
+            f"({full['sent']} messages) to a null channel",
+            f"{ms(full['run_once'])}{capped} vs {ms(empty['run_once'])}",
+            f"{'≥ ' if capped else ''}{once:.1f}×",
+            f"≤ {TARGET}× (as 5a)",
+            once <= TARGET,
+            f"recover, retention purge, poll ({NEW_PER_CYCLE} new leads), deliver, dead-letter "
+            f"check; "
+            f"the purge alone {ms(full['purge'])} vs {ms(empty['purge'])}",
+        )
+    )
     wake = mid(full, "idle_wake") / mid(empty, "idle_wake")
-    table.add(Row(
-        "5d", "Scale: one idle wake-up of the run loop (nothing due)",
-        f"{ms(mid(full, 'idle_wake'))} vs {ms(mid(empty, 'idle_wake'))}",
-        f"{wake:.0f}×", f"≤ {TARGET}× (as 5a)", wake <= TARGET,
-        "start_due + next_wake + idle + dead-letter check: the loop does this at least "
-        "once a second"))
-    table.add(Row(
-        "5e", "Scale: bytes per lead on disk",
-        f"{size / count:,.0f} B/lead ({size / 2**30:.2f} GiB for {count:,} leads and "
-        f"{deliveries:,} deliveries)",
-        f"{size / count / raw:.2f}× the raw record ({raw:,.0f} B)", "—", None,
-        f"filled by direct SQL in {fill_s:.0f} s; no lead purged yet (worst case). {layout}"))
+    table.add(
+        Row(
+            "5d",
+            "Scale: one idle wake-up of the run loop (nothing due)",
+            f"{ms(mid(full, 'idle_wake'))} vs {ms(mid(empty, 'idle_wake'))}",
+            f"{wake:.0f}×",
+            f"≤ {TARGET}× (as 5a)",
+            wake <= TARGET,
+            "start_due + next_wake + idle + dead-letter check: the loop does this at least "
+            "once a second",
+        )
+    )
+    table.add(
+        Row(
+            "5e",
+            "Scale: bytes per lead on disk",
+            f"{size / count:,.0f} B/lead ({size / 2**30:.2f} GiB for {count:,} leads and "
+            f"{deliveries:,} deliveries)",
+            f"{size / count / raw:.2f}× the raw record ({raw:,.0f} B)",
+            "—",
+            None,
+            f"filled by direct SQL in {fill_s:.0f} s; no lead purged yet (worst case). {layout}",
+        )
+    )
 
 
 def table_layout(path: Path, count: int) -> str:
     """Where the bytes are, from SQLite's dbstat table (when this SQLite has it)."""
     db = sqlite3.connect(path)
     try:
-        rows = db.execute("SELECT name, pagetype, SUM(pgsize), SUM(payload) FROM dbstat "
-                          "GROUP BY name, pagetype").fetchall()
+        rows = db.execute(
+            "SELECT name, pagetype, SUM(pgsize), SUM(payload) FROM dbstat GROUP BY name, pagetype"
+        ).fetchall()
     except sqlite3.Error:
         return ""
     finally:
@@ -286,18 +378,29 @@ def table_layout(path: Path, count: int) -> str:
     size: dict[str, int] = {}
     for name, _, pages, _ in rows:
         size[name] = size.get(name, 0) + pages
-    overflow = [(pages, payload) for name, kind, pages, payload in rows
-                if name == "leads" and kind == "overflow"]
+    overflow = [
+        (pages, payload)
+        for name, kind, pages, payload in rows
+        if name == "leads" and kind == "overflow"
+    ]
     spill = ""
     if overflow:
         pages, payload = overflow[0]
-        spill = (f"; {pages / count:,.0f} B of it in overflow pages that are "
-                 f"{payload / pages:.0%} full (only records too long for a page spill over)")
-    parts = ", ".join(f"{name} {pages / count:,.0f}" for name, pages in
-                      sorted(size.items(), key=lambda kv: -kv[1]) if pages / count >= 1)
+        spill = (
+            f"; {pages / count:,.0f} B of it in overflow pages that are "
+            f"{payload / pages:.0%} full (only records too long for a page spill over)"
+        )
+    parts = ", ".join(
+        f"{name} {pages / count:,.0f}"
+        for name, pages in sorted(size.items(), key=lambda kv: -kv[1])
+        if pages / count >= 1
+    )
     return f"B/lead by table and index: {parts}{spill}"
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]),
-                             int(sys.argv[4]))))
+    print(
+        json.dumps(
+            measure(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        )
+    )

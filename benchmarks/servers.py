@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
-TEAMS_NAMES = {"TEAMS_LONDON_WEBHOOK": "london", "TEAMS_NORTH_WEBHOOK": "north",
-               "TEAMS_MIDLANDS_WEBHOOK": "midlands", "TEAMS_OPS_WEBHOOK": "ops"}
+TEAMS_NAMES = {
+    "TEAMS_LONDON_WEBHOOK": "london",
+    "TEAMS_NORTH_WEBHOOK": "north",
+    "TEAMS_MIDLANDS_WEBHOOK": "midlands",
+    "TEAMS_OPS_WEBHOOK": "ops",
+}
 
 
 class Servers:
@@ -36,8 +40,13 @@ class Servers:
     def __enter__(self) -> Self:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.servers"], cwd=ROOT, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            [sys.executable, "-m", "benchmarks.servers"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         self.info = self.call("start", slack_rate=self.slack_rate)
         return self
 
@@ -101,9 +110,13 @@ class _Host:
         self.slack = self.slack_class(token=_token(), rate_limit_per_channel=slack_rate).start()
         self.teams.start()
         self.smtp.start()
-        return {"autumna": self.autumna.url, "slack": self.slack.base_url,
-                "teams": {var: self.teams.url(name) for var, name in TEAMS_NAMES.items()},
-                "teams_ca": self.teams.ca_file, "smtp_port": self.smtp.port}
+        return {
+            "autumna": self.autumna.url,
+            "slack": self.slack.base_url,
+            "teams": {var: self.teams.url(name) for var, name in TEAMS_NAMES.items()},
+            "teams_ca": self.teams.ca_file,
+            "smtp_port": self.smtp.port,
+        }
 
     def documents(self, documents: list[str]) -> None:
         with self.autumna.lock:
@@ -114,8 +127,11 @@ class _Host:
         per_channel = {}
         for name in slack_channels:
             stamps = [float(m.ts) for m in self.slack.messages_for(name)]
-            per_channel[name] = {"accepted": len(stamps), "stamps": stamps,
-                                 "ratelimited": self.slack.ratelimited_count(name)}
+            per_channel[name] = {
+                "accepted": len(stamps),
+                "stamps": stamps,
+                "ratelimited": self.slack.ratelimited_count(name),
+            }
         return {
             "slack": len(messages),
             "slack_requests": len(self.slack.requests),
@@ -160,8 +176,12 @@ def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
     host = _Host()
     calls: dict[str, Callable[..., Any]] = {
-        "start": host.start, "documents": host.documents, "stats": host.stats,
-        "reset": host.reset, "stop": host.stop}
+        "start": host.start,
+        "documents": host.documents,
+        "stats": host.stats,
+        "reset": host.reset,
+        "stop": host.stop,
+    }
     for line in sys.stdin:
         request = json.loads(line)
         op = request.pop("op")

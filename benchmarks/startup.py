@@ -30,16 +30,30 @@ def wall(command: list[str], env: dict[str, str], repeat: int) -> float:
 def run(table: Table, folder: Path, quick: bool) -> None:
     repeat = 5 if quick else 11
     # No Autumna key: `check` validates rules.toml and renders every template, as in the demo.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AUTUMNA_", "SLACK_", "SMTP_", "TEAMS_", "LEADBOT_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AUTUMNA_", "SLACK_", "SMTP_", "TEAMS_", "LEADBOT_"))
+    }
     leadbot = str(Path(sys.executable).with_name("leadbot"))
     floor = wall([sys.executable, "-c", "pass"], env, repeat)
     for number, args, what in (
-            ("6a", ["--help"], "`leadbot --help`"),
-            ("6b", ["check", "--config", str(ROOT / "rules.toml")],
-             "`leadbot check` (the example rules.toml; every template rendered)")):
+        ("6a", ["--help"], "`leadbot --help`"),
+        (
+            "6b",
+            ["check", "--config", str(ROOT / "rules.toml")],
+            "`leadbot check` (the example rules.toml; every template rendered)",
+        ),
+    ):
         seconds = wall([leadbot, *args], env, repeat)
-        table.add(Row(
-            number, f"Start-up: {what}", ms(seconds),
-            f"{seconds / floor:.1f}× `python -c pass` ({ms(floor)})", "—", None,
-            f"median of {repeat} subprocess runs after one warm-up"))
+        table.add(
+            Row(
+                number,
+                f"Start-up: {what}",
+                ms(seconds),
+                f"{seconds / floor:.1f}× `python -c pass` ({ms(floor)})",
+                "—",
+                None,
+                f"median of {repeat} subprocess runs after one warm-up",
+            )
+        )

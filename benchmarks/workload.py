@@ -24,8 +24,12 @@ REGIONS: dict[str, tuple[str, ...]] = {
     "Yorkshire": ("LS6 2AA", "S10 2TN", "YO1 7HH", "HG1 1AA"),
     "South West": ("BS8 1TH", "EX4 4QJ", "BA1 1AA", "TR1 2AA"),
 }
-TEAMS_VARS = ("TEAMS_LONDON_WEBHOOK", "TEAMS_NORTH_WEBHOOK", "TEAMS_MIDLANDS_WEBHOOK",
-              "TEAMS_OPS_WEBHOOK")
+TEAMS_VARS = (
+    "TEAMS_LONDON_WEBHOOK",
+    "TEAMS_NORTH_WEBHOOK",
+    "TEAMS_MIDLANDS_WEBHOOK",
+    "TEAMS_OPS_WEBHOOK",
+)
 
 
 def homes() -> list[dict[str, Any]]:
@@ -36,12 +40,18 @@ def homes() -> list[dict[str, Any]]:
         region = regions[i % len(regions)]
         codes = REGIONS[region]
         slug = f"{a}-{b}".lower()
-        found.append({
-            "id": 400100 + i, "name": f"{a} {b}", "region": region,
-            "postcode": codes[i % len(codes)], "slack": f"#{slug}",
-            "manager_slack": f"U0HOME{i:03d}", "manager_email": f"manager.{slug}@rosecare.example",
-            "beds": 30 + (i * 7) % 60,
-        })
+        found.append(
+            {
+                "id": 400100 + i,
+                "name": f"{a} {b}",
+                "region": region,
+                "postcode": codes[i % len(codes)],
+                "slack": f"#{slug}",
+                "manager_slack": f"U0HOME{i:03d}",
+                "manager_email": f"manager.{slug}@rosecare.example",
+                "beds": 30 + (i * 7) % 60,
+            }
+        )
     return found
 
 
@@ -157,13 +167,27 @@ notify = ["group-leads"]
 def rules_toml(email_host: str = "127.0.0.1", email_port: int = 2525) -> str:
     """rules.toml for the 50 homes: 10 shared destinations and 20 rules."""
     lines = [
-        '[group]', 'name = "Rose Care Homes"', 'timezone = "Europe/London"',
-        'lead_url = "https://crm.rosecare.example/leads/{category_id}/{lead_id}"', '',
-        '[polling]', 'interval = "1m"', 'overlap = "15m"', 'lookback = "24h"',
-        'history = "30d"', '',
-        '[email]', f'host = "{email_host}"', f'port = {email_port}',
-        f'sender = "Rose Care leads <{SENDER}>"', 'tls = "none"', '',
-        '[routing]', 'fallback = "group-leads"', 'ops = "ops-teams"', '',
+        "[group]",
+        'name = "Rose Care Homes"',
+        'timezone = "Europe/London"',
+        'lead_url = "https://crm.rosecare.example/leads/{category_id}/{lead_id}"',
+        "",
+        "[polling]",
+        'interval = "1m"',
+        'overlap = "15m"',
+        'lookback = "24h"',
+        'history = "30d"',
+        "",
+        "[email]",
+        f'host = "{email_host}"',
+        f"port = {email_port}",
+        f'sender = "Rose Care leads <{SENDER}>"',
+        'tls = "none"',
+        "",
+        "[routing]",
+        'fallback = "group-leads"',
+        'ops = "ops-teams"',
+        "",
     ]
     for home in homes():
         lines.append(f"[homes.{home['id']}]")
@@ -197,14 +221,53 @@ def write_rules(folder: Path, **kwargs: Any) -> Path:
 
 # --- leads -------------------------------------------------------------------------------
 
-CATEGORIES = {1: "Contact Form Message", 2: "In Person Visit Request",
-              3: "Virtual Visit Request", 4: "Call Back Request", 5: "Email Details Request",
-              6: "Referral with contact", 7: "Referral without contact", 8: "Placement"}
+CATEGORIES = {
+    1: "Contact Form Message",
+    2: "In Person Visit Request",
+    3: "Virtual Visit Request",
+    4: "Call Back Request",
+    5: "Email Details Request",
+    6: "Referral with contact",
+    7: "Referral without contact",
+    8: "Placement",
+}
 CATEGORY_WEIGHTS = (22, 20, 8, 18, 10, 10, 6, 6)
-FIRST_NAMES = ("Sarah", "Gareth", "Priya", "Maureen", "Tom", "Aisha", "David", "Eleanor",
-               "Mohammed", "Grace", "Oliver", "Siobhan", "Chen", "Fatima", "James", "Olu")
-SURNAMES = ("Okafor", "Hughes", "Nair", "Brennan", "Reid", "Khan", "Smith", "Jones",
-            "Williams", "Taylor", "Davies", "Evans", "Wilson", "Patel", "Murphy", "Clarke")
+FIRST_NAMES = (
+    "Sarah",
+    "Gareth",
+    "Priya",
+    "Maureen",
+    "Tom",
+    "Aisha",
+    "David",
+    "Eleanor",
+    "Mohammed",
+    "Grace",
+    "Oliver",
+    "Siobhan",
+    "Chen",
+    "Fatima",
+    "James",
+    "Olu",
+)
+SURNAMES = (
+    "Okafor",
+    "Hughes",
+    "Nair",
+    "Brennan",
+    "Reid",
+    "Khan",
+    "Smith",
+    "Jones",
+    "Williams",
+    "Taylor",
+    "Davies",
+    "Evans",
+    "Wilson",
+    "Patel",
+    "Murphy",
+    "Clarke",
+)
 SENTENCES = (
     "My father has Parkinson's and is finding the stairs at home very hard.",
     "Mum is being discharged from hospital next week and cannot go home alone.",
@@ -227,19 +290,38 @@ SENTENCES = (
     "Please send me your brochure and the current availability.",
     "She is registered blind and needs a calm, familiar routine.",
 )
-FUNDING = ("Self Funding", "Local Authority with Top-up", "NHS Continuing Healthcare",
-           "Not Sure", "Buy", "Rent", "Part Buy, Part Rent")
-TIMESCALES = ("Emergency", "ASAP", "2-4 weeks", "1-3 months", "3-6 months", "6-12 months",
-              "Over 12 months", "Not Sure")
+FUNDING = (
+    "Self Funding",
+    "Local Authority with Top-up",
+    "NHS Continuing Healthcare",
+    "Not Sure",
+    "Buy",
+    "Rent",
+    "Part Buy, Part Rent",
+)
+TIMESCALES = (
+    "Emergency",
+    "ASAP",
+    "2-4 weeks",
+    "1-3 months",
+    "3-6 months",
+    "6-12 months",
+    "Over 12 months",
+    "Not Sure",
+)
 ON_BEHALF = ("Family member", "Myself", "Friend", "Professional")
 
 
-def lead_record(rng: random.Random, lead_id: int, when: datetime,
-                home_list: list[dict[str, Any]]) -> dict[str, Any]:
+def lead_record(
+    rng: random.Random, lead_id: int, when: datetime, home_list: list[dict[str, Any]]
+) -> dict[str, Any]:
     """One lead as Autumna sends it: Python-list strings, padded values, odd types now and then."""
     cid = rng.choices(list(CATEGORIES), CATEGORY_WEIGHTS)[0]
-    home: dict[str, Any] = rng.choice(home_list) if rng.random() > 0.02 else {
-        "id": 990000 + rng.randrange(100), "name": "Unlisted Home", "postcode": "ZE1 0AA"}
+    home: dict[str, Any] = (
+        rng.choice(home_list)
+        if rng.random() > 0.02
+        else {"id": 990000 + rng.randrange(100), "name": "Unlisted Home", "postcode": "ZE1 0AA"}
+    )
     first, surname = rng.choice(FIRST_NAMES), rng.choice(SURNAMES)
     anonymised = rng.random() < 0.05
     words = " ".join(rng.sample(SENTENCES, rng.choice((1, 2, 2, 3, 3, 4))))
@@ -248,29 +330,40 @@ def lead_record(rng: random.Random, lead_id: int, when: datetime,
     if rng.random() < 0.01:
         words = (words + " ") * 12  # a long message, now and then
     stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{rng.randrange(1000):03d}Z" if rng.random() < 0.7 else "Z")
+        f".{rng.randrange(1000):03d}Z" if rng.random() < 0.7 else "Z"
+    )
     specific: dict[str, Any] = {"instruction": "Please confirm directly with requester"}
     if cid in (2, 3):
-        specific.update(visitDate=(when + timedelta(days=rng.randrange(1, 9))).strftime(
-            "%Y-%m-%d"), visitTime=rng.choice(("Morning", "Afternoon, after 2pm", "11:00")))
+        specific.update(
+            visitDate=(when + timedelta(days=rng.randrange(1, 9))).strftime("%Y-%m-%d"),
+            visitTime=rng.choice(("Morning", "Afternoon, after 2pm", "11:00")),
+        )
     if cid in (6, 7):
         specific.update(
             instruction="Permission to contact the enquirer has been granted.  Please check "
-                        "methods granted." if cid == 6 else "No permission to contact.",
+            "methods granted."
+            if cid == 6
+            else "No permission to contact.",
             emailPermission=cid == 6 and rng.random() < 0.7,
             phonePermission=cid == 6 and rng.random() < 0.8,
             budgetType=rng.choice(("Weekly Budget", "Purchase")),
-            budgetMin=rng.choice((900, "1,100", 1200)), budgetMax=rng.choice((1500, "£1,800")))
+            budgetMin=rng.choice((900, "1,100", 1200)),
+            budgetMax=rng.choice((1500, "£1,800")),
+        )
     record: dict[str, Any] = {
         "id": lead_id if rng.random() > 0.05 else str(lead_id),
         "category": {"id": cid, "name": CATEGORIES[cid]},
-        "service": {"id": home["id"], "name": " " * rng.randrange(2) + home["name"],
-                    "postcode": home["postcode"]},
+        "service": {
+            "id": home["id"],
+            "name": " " * rng.randrange(2) + home["name"],
+            "postcode": home["postcode"],
+        },
         "to": f"{home['name'].lower().replace(' ', '.')}@rosecare.example",
         "from": f" {first.lower()}.{surname.lower()}@example.com" + " " * rng.randrange(2),
         "date": stamp,
         "content": words,
-        "enquirerFirstName": first, "enquirerSurname": surname,
+        "enquirerFirstName": first,
+        "enquirerSurname": surname,
         "onBehalfOf": f"['{rng.choice(ON_BEHALF)}']",
         "residentFirstName": rng.choice(FIRST_NAMES) if rng.random() > 0.2 else None,
         "residentSurname": surname if rng.random() > 0.2 else None,
@@ -285,14 +378,23 @@ def lead_record(rng: random.Random, lead_id: int, when: datetime,
     return record
 
 
-def lead_documents(count: int, now: datetime, seed: int = 7, first_id: int = 500000,
-                   span: timedelta = timedelta(hours=20)) -> list[str]:
+def lead_documents(
+    count: int,
+    now: datetime,
+    seed: int = 7,
+    first_id: int = 500000,
+    span: timedelta = timedelta(hours=20),
+) -> list[str]:
     """`count` leads as JSON texts, dated evenly over `span` before `now`, oldest first."""
     rng = random.Random(seed)
     home_list = homes()
     step = span / max(1, count)
-    return [json.dumps(lead_record(rng, first_id + i, now - span + step * i, home_list),
-                       ensure_ascii=False) for i in range(count)]
+    return [
+        json.dumps(
+            lead_record(rng, first_id + i, now - span + step * i, home_list), ensure_ascii=False
+        )
+        for i in range(count)
+    ]
 
 
 def body(documents: list[str]) -> str:

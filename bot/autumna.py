@@ -22,7 +22,6 @@ from .models import CATEGORY_NAMES, Category, Lead, Service, Unreadable
 log = logging.getLogger(__name__)
 
 
-
 class PollError(Exception):
     """The poll failed as a whole. The message is safe to log: it never holds the key or URL."""
 
@@ -90,8 +89,10 @@ def parse_body(text: str, account: str) -> Batch:
     try:
         records: list[Any] = _records_of(jsontext.loads(text))
     except jsontext.NotJSON:
-        raise PollError(f"Autumna answered with something that is not JSON "
-                        f"({len(text)} characters, starting {_peek(text)})") from None
+        raise PollError(
+            f"Autumna answered with something that is not JSON "
+            f"({len(text)} characters, starting {_peek(text)})"
+        ) from None
     except jsontext.TooDeep:
         # Some record is nested too deeply to decode: read the others one by one.
         texts = jsontext.record_texts(text)
@@ -139,8 +140,9 @@ def _records_of(data: Any) -> list[Any]:
         if errors and not data["data"]:
             raise PollError(f"Autumna answered with an error: {clean_line(str(errors))[:200]}")
         if errors:
-            log.warning("Autumna sent leads with an error alongside: %s",
-                        clean_line(str(errors))[:200])
+            log.warning(
+                "Autumna sent leads with an error alongside: %s", clean_line(str(errors))[:200]
+            )
         return list(data["data"])
     if "id" in data or "category" in data:
         return [data]
@@ -158,8 +160,11 @@ def _peek(text: str) -> str:
 
 def make_unreadable(record: Any, account: str, problem: str) -> Unreadable:
     try:
-        raw = record.text if isinstance(record, _Raw) else json.dumps(
-            record, ensure_ascii=True, sort_keys=True, default=str)
+        raw = (
+            record.text
+            if isinstance(record, _Raw)
+            else json.dumps(record, ensure_ascii=True, sort_keys=True, default=str)
+        )
     except (RecursionError, ValueError):
         raw = repr(record)[:65536]
     raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -225,15 +230,42 @@ def parse_lead(record: Any, account: str) -> Lead:
     )
 
 
-KNOWN_FIELDS = frozenset({
-    "id", "category", "service", "to", "from", "date", "content", "enquirerFirstName",
-    "enquirerSurname", "onBehalfOf", "residentFirstName", "residentSurname", "telephone",
-    "isAnonymised", "funding", "timescales", "categorySpecificData",
-})
-KNOWN_SPECIFIC = frozenset({
-    "visitDate", "visitTime", "instruction", "emailPermission", "phonePermission",
-    "budget_type", "budgetType", "budget_min", "budgetMin", "budget_max", "budgetMax",
-})
+KNOWN_FIELDS = frozenset(
+    {
+        "id",
+        "category",
+        "service",
+        "to",
+        "from",
+        "date",
+        "content",
+        "enquirerFirstName",
+        "enquirerSurname",
+        "onBehalfOf",
+        "residentFirstName",
+        "residentSurname",
+        "telephone",
+        "isAnonymised",
+        "funding",
+        "timescales",
+        "categorySpecificData",
+    }
+)
+KNOWN_SPECIFIC = frozenset(
+    {
+        "visitDate",
+        "visitTime",
+        "instruction",
+        "emailPermission",
+        "phonePermission",
+        "budget_type",
+        "budgetType",
+        "budget_min",
+        "budgetMin",
+        "budget_max",
+        "budgetMax",
+    }
+)
 
 
 def _extra(record: dict[str, Any], specific: dict[str, Any]) -> dict[str, Any]:
@@ -341,13 +373,16 @@ def _date(value: Any) -> date | None:
 _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
 _COMMA_VALUES = ("Part Buy, Part Rent",)  # one documented value that contains a comma
 # C0/C1 controls (but tab and newline), lone surrogates, and bidi overrides that can disguise text
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
-                      "\u200e\u200f\u061c]")
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
+)
 _SPACES = re.compile(r"\s+")
 # Terminal escape sequences as a whole (CSI "ESC [ 31 m", OSC "ESC ] 8;; url BEL"), so no
 # "[31m" is left behind when the ESC itself is removed.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|"
-                   r"\x9b[0-?]*[ -/]*[@-~]")
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|"
+    r"\x9b[0-?]*[ -/]*[@-~]"
+)
 
 
 def clean_text(value: Any) -> str:
@@ -387,8 +422,9 @@ def parse_list_text(value: Any) -> tuple[str, ...]:
     else:
         for i, joined in enumerate(_COMMA_VALUES):
             inner = inner.replace(joined, f"\0{i}\0")
-        items = [re.sub(r"\0(\d)\0", lambda m: _COMMA_VALUES[int(m[1])], p)
-                 for p in inner.split(",")]
+        items = [
+            re.sub(r"\0(\d)\0", lambda m: _COMMA_VALUES[int(m[1])], p) for p in inner.split(",")
+        ]
     return tuple(item for item in (clean_line(i) for i in items) if item)
 
 

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem{'s' * (len(exc.problems) != 1)} to fix.",
-              file=sys.stderr)
+        print(
+            f"{len(exc.problems)} problem{'s' * (len(exc.problems) != 1)} to fix.", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         return 130
@@ -47,53 +48,85 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
-                        help="rules.toml to use (env LEADBOT_CONFIG; default ./rules.toml)")
-    common.add_argument("--db", type=Path, default=argparse.SUPPRESS,
-                        help="SQLite database (env LEADBOT_DB; default ./leadbot.db, or "
-                             "leadbot-demo/leadbot.db for the demo)")
-    common.add_argument("--log-level", default=argparse.SUPPRESS,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="env LEADBOT_LOG_LEVEL; default INFO")
-    top = argparse.ArgumentParser(prog="leadbot", parents=[common], description=(
-        "Polls Autumna for new care home leads and delivers each to the right people on "
-        "Slack, email and Microsoft Teams, as rules.toml says."))
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="rules.toml to use (env LEADBOT_CONFIG; default ./rules.toml)",
+    )
+    common.add_argument(
+        "--db",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="SQLite database (env LEADBOT_DB; default ./leadbot.db, or "
+        "leadbot-demo/leadbot.db for the demo)",
+    )
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="env LEADBOT_LOG_LEVEL; default INFO",
+    )
+    top = argparse.ArgumentParser(
+        prog="leadbot",
+        parents=[common],
+        description=(
+            "Polls Autumna for new care home leads and delivers each to the right people on "
+            "Slack, email and Microsoft Teams, as rules.toml says."
+        ),
+    )
     sub = top.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="poll and deliver, in a loop")
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
-    run.add_argument("--backfill", action="store_true",
-                     help="first start: announce leads older than the lookback too")
-    run.add_argument("--demo", action="store_true",
-                     help="use the bundled local Autumna and local sinks even if keys are set")
+    run.add_argument(
+        "--backfill",
+        action="store_true",
+        help="first start: announce leads older than the lookback too",
+    )
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the bundled local Autumna and local sinks even if keys are set",
+    )
     run.set_defaults(command="run")
 
-    check = sub.add_parser("check", parents=[common],
-                           help="validate rules.toml, templates and environment")
+    check = sub.add_parser(
+        "check", parents=[common], help="validate rules.toml, templates and environment"
+    )
     check.add_argument("--demo", action="store_true", help="skip the environment checks")
     check.set_defaults(command="check")
 
-    explain = sub.add_parser("explain", parents=[common],
-                             help="show how a lead would be routed and rendered; sends nothing")
+    explain = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="show how a lead would be routed and rendered; sends nothing",
+    )
     explain.add_argument("lead_file", type=Path, metavar="LEAD.json")
     explain.set_defaults(command="explain")
 
-    resend = sub.add_parser("resend", parents=[common], help=(
-        "queue dead and retrying deliveries again, once their cause is fixed"))
+    resend = sub.add_parser(
+        "resend",
+        parents=[common],
+        help=("queue dead and retrying deliveries again, once their cause is fixed"),
+    )
     which = resend.add_argument_group("which deliveries (at least one)")
     which.add_argument("--all", action="store_true", help="every dead or retrying delivery")
     which.add_argument("--lead", metavar="KEY", help="one lead, e.g. 4:2000")
-    which.add_argument("--destination", metavar="NAME",
-                       help="a destination name, address or channel:address")
+    which.add_argument(
+        "--destination", metavar="NAME", help="a destination name, address or channel:address"
+    )
     resend.add_argument("--dead", action="store_true", help="only dead ones, not retrying ones")
     resend.set_defaults(command="resend")
 
-    purge = sub.add_parser("purge", parents=[common], help=(
-        "erase personal details older than privacy.retention now (run does it daily)"))
+    purge = sub.add_parser(
+        "purge",
+        parents=[common],
+        help=("erase personal details older than privacy.retention now (run does it daily)"),
+    )
     purge.set_defaults(command="purge")
 
-    status = sub.add_parser("status", parents=[common],
-                            help="recent leads and their deliveries")
+    status = sub.add_parser("status", parents=[common], help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")
     status.set_defaults(command="status")
     return top
@@ -102,8 +135,7 @@ def parser() -> argparse.ArgumentParser:
 def setup_logging(level: str | None) -> None:
     name = (level or os.environ.get("LEADBOT_LOG_LEVEL") or "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                           "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -123,8 +155,7 @@ def config_path(args: argparse.Namespace) -> Path:
 
 def db_path(args: argparse.Namespace, demo: bool) -> Path:
     chosen = args.db or os.environ.get("LEADBOT_DB")
-    return Path(chosen) if chosen else (DEMO_FOLDER / "leadbot.db" if demo else
-                                        Path("leadbot.db"))
+    return Path(chosen) if chosen else (DEMO_FOLDER / "leadbot.db" if demo else Path("leadbot.db"))
 
 
 def load(args: argparse.Namespace) -> Config:

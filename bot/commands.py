@@ -40,13 +40,17 @@ def run(args: argparse.Namespace) -> int:
     with held, ExitStack() as stack:
         sink = None
         if settings.demo:
-            standin = stack.enter_context(AutumnaStandin(redate(bundled_documents(),
-                                                                datetime.now(UTC))))
+            standin = stack.enter_context(
+                AutumnaStandin(redate(bundled_documents(), datetime.now(UTC)))
+            )
             settings = replace(settings, autumna_url=standin.url)
             sink = DEMO_FOLDER
-            log.info("demo: no Autumna API key is set, so leadbot polls a local Autumna "
-                     "stand-in (%s) with bundled leads and writes every message to %s/",
-                     standin.url, sink)
+            log.info(
+                "demo: no Autumna API key is set, so leadbot polls a local Autumna "
+                "stand-in (%s) with bundled leads and writes every message to %s/",
+                standin.url,
+                sink,
+            )
         runner = pipeline.build(config, settings, store, backfill=args.backfill, sink=sink)
         with stop_on_signals() as stop:
             runner.stop = stop
@@ -67,11 +71,15 @@ def check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if problems:
         raise ConfigError(problems)
-    print(f"{config.path.name} is valid: {len(config.homes)} homes, {len(config.destinations)} "
-          f"destinations, {len(config.rules)} rules; every template renders.")
+    print(
+        f"{config.path.name} is valid: {len(config.homes)} homes, {len(config.destinations)} "
+        f"destinations, {len(config.rules)} rules; every template renders."
+    )
     if settings.demo:
-        print("No Autumna API key is set: `leadbot run` will run the demo (local Autumna "
-              "stand-in, messages written to leadbot-demo/). Environment not checked.")
+        print(
+            "No Autumna API key is set: `leadbot run` will run the demo (local Autumna "
+            "stand-in, messages written to leadbot-demo/). Environment not checked."
+        )
     else:
         print("Environment: every secret and endpoint is set.")
     return 0
@@ -114,8 +122,10 @@ def status(args: argparse.Namespace) -> int:
 
 def resend(args: argparse.Namespace) -> int:
     if not (args.all or args.lead or args.destination):
-        print("leadbot resend: say which: --all, --lead KEY and/or --destination NAME",
-              file=sys.stderr)
+        print(
+            "leadbot resend: say which: --all, --lead KEY and/or --destination NAME",
+            file=sys.stderr,
+        )
         return 2
     store = existing_store(args)
     if store is None:
@@ -123,10 +133,14 @@ def resend(args: argparse.Namespace) -> int:
     chosen = store.failed(args.lead, args.destination, args.dead)
     count = store.requeue([d.id for d in chosen], time.time())
     for delivery in chosen:
-        print(f"queued again: {delivery.subject} -> {delivery.target.label} "
-              f"({delivery.target.key}), was {delivery.status}: {delivery.last_error}")
-    print(f"{count} deliver{'y' if count == 1 else 'ies'} queued; a running leadbot sends them "
-          f"now, or the next `leadbot run` will.")
+        print(
+            f"queued again: {delivery.subject} -> {delivery.target.label} "
+            f"({delivery.target.key}), was {delivery.status}: {delivery.last_error}"
+        )
+    print(
+        f"{count} deliver{'y' if count == 1 else 'ies'} queued; a running leadbot sends them "
+        f"now, or the next `leadbot run` will."
+    )
     store.close()
     return 0
 
@@ -137,9 +151,11 @@ def purge(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     erased = pipeline.purge(store, config, time.time())
-    print(f"Erased the personal details of {erased} lead{'s' * (erased != 1)} first seen more "
-          f"than {config.privacy.retention.days} days ago; ids, times and delivery outcomes "
-          f"are kept.")
+    print(
+        f"Erased the personal details of {erased} lead{'s' * (erased != 1)} first seen more "
+        f"than {config.privacy.retention.days} days ago; ids, times and delivery outcomes "
+        f"are kept."
+    )
     store.close()
     return 0
 

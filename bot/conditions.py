@@ -13,8 +13,18 @@ from typing import Any
 from .config import Condition, Home, normalise
 from .models import CATEGORY_NAMES
 
-CONDITION_KEYS = ("category", "service", "postcode", "funding", "timescales", "on_behalf_of",
-                  "anonymised", "content", "content_regex", "account")
+CONDITION_KEYS = (
+    "category",
+    "service",
+    "postcode",
+    "funding",
+    "timescales",
+    "on_behalf_of",
+    "anonymised",
+    "content",
+    "content_regex",
+    "account",
+)
 
 
 class Checker:
@@ -35,30 +45,40 @@ class Checker:
 class ConditionChecks(Checker):
     """`when = { ... }` -> Conditions whose values are ready to match (see rules.py)."""
 
-    def conditions(self, where: str, when: dict[str, Any], homes: dict[int, Home],
-                   home_attrs: list[str]) -> Iterable[Condition]:
+    def conditions(
+        self, where: str, when: dict[str, Any], homes: dict[int, Home], home_attrs: list[str]
+    ) -> Iterable[Condition]:
         for key, value in when.items():
             path = f"{where}.{key}"
             if key == "home" and isinstance(value, dict):
                 for attr, wanted in value.items():
                     if attr not in home_attrs:
-                        self.error(f"{path}.{attr}", f"no home has {attr!r}" + did_you_mean(
-                            attr, home_attrs))
+                        self.error(
+                            f"{path}.{attr}",
+                            f"no home has {attr!r}" + did_you_mean(attr, home_attrs),
+                        )
                     if any(isinstance(v, dict | list) for v in listed(wanted)):
                         self.error(f"{path}.{attr}", "expected a value or a list of values")
-                    yield Condition(f"home.{attr}", tuple(normalise(v) for v in listed(wanted)),
-                                    tuple(listed(wanted)))
+                    yield Condition(
+                        f"home.{attr}",
+                        tuple(normalise(v) for v in listed(wanted)),
+                        tuple(listed(wanted)),
+                    )
                 continue
             if key not in CONDITION_KEYS:
-                self.error(path, "unknown key" + did_you_mean(
-                    key, [*CONDITION_KEYS, *(f"home.{a}" for a in home_attrs)]))
+                self.error(
+                    path,
+                    "unknown key"
+                    + did_you_mean(key, [*CONDITION_KEYS, *(f"home.{a}" for a in home_attrs)]),
+                )
                 continue
             values = listed(value)
             if not values:
                 self.error(path, "give at least one value")
                 continue
             check: Callable[[str, list[Any], dict[int, Home]], tuple[Any, ...]] = getattr(
-                self, f"when_{key}", self.when_text)
+                self, f"when_{key}", self.when_text
+            )
             yield Condition(key, check(path, values, homes), tuple(values))
 
     def when_text(self, path: str, values: list[Any], homes: dict[int, Home]) -> tuple[Any, ...]:
@@ -67,16 +87,20 @@ class ConditionChecks(Checker):
                 self.error(path, f"expected text, got {v!r}")
         return tuple(normalise(v) for v in values)
 
-    def when_category(self, path: str, values: list[Any], homes: dict[int, Home]
-                      ) -> tuple[Any, ...]:
+    def when_category(
+        self, path: str, values: list[Any], homes: dict[int, Home]
+    ) -> tuple[Any, ...]:
         by_name = {normalise(n): cid for cid, names in CATEGORY_NAMES.items() for n in names}
         ids: list[int] = []
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 ids.append(v)
                 if v not in CATEGORY_NAMES:
-                    self.warn(path, f"category {v} is not one Autumna documents (1-8); it will "
-                                    f"match only if Autumna starts sending it")
+                    self.warn(
+                        path,
+                        f"category {v} is not one Autumna documents (1-8); it will "
+                        f"match only if Autumna starts sending it",
+                    )
             elif isinstance(v, str) and normalise(v) in by_name:
                 ids.append(by_name[normalise(v)])
             else:
@@ -84,8 +108,7 @@ class ConditionChecks(Checker):
                 self.error(path, f"unknown category {v!r}" + did_you_mean(str(v), names))
         return tuple(ids)
 
-    def when_service(self, path: str, values: list[Any], homes: dict[int, Home]
-                     ) -> tuple[Any, ...]:
+    def when_service(self, path: str, values: list[Any], homes: dict[int, Home]) -> tuple[Any, ...]:
         names = {normalise(h.name): sid for sid, h in homes.items()}
         out: list[Any] = []
         for v in values:
@@ -96,29 +119,38 @@ class ConditionChecks(Checker):
             elif isinstance(v, str) and normalise(v) in names:
                 out.append(names[normalise(v)])
             else:
-                self.error(path, f"no home is named {v!r}" + did_you_mean(
-                    str(v), [h.name for h in homes.values()]))
+                self.error(
+                    path,
+                    f"no home is named {v!r}"
+                    + did_you_mean(str(v), [h.name for h in homes.values()]),
+                )
         return tuple(out)
 
-    def when_postcode(self, path: str, values: list[Any], homes: dict[int, Home]
-                      ) -> tuple[Any, ...]:
+    def when_postcode(
+        self, path: str, values: list[Any], homes: dict[int, Home]
+    ) -> tuple[Any, ...]:
         out = []
         for v in values:
             text = " ".join(str(v).upper().split())
             if not re.fullmatch(r"[A-Z]{1,2}(\d[A-Z\d]?( \d[A-Z]{0,2})?)?", text):
-                self.error(path, f"{v!r} is not a postcode area (\"SW\"), outward code "
-                                 f"(\"SW1A\") or postcode prefix (\"SW1A 1\")")
+                self.error(
+                    path,
+                    f'{v!r} is not a postcode area ("SW"), outward code '
+                    f'("SW1A") or postcode prefix ("SW1A 1")',
+                )
             out.append(text)
         return tuple(out)
 
-    def when_anonymised(self, path: str, values: list[Any], homes: dict[int, Home]
-                        ) -> tuple[Any, ...]:
+    def when_anonymised(
+        self, path: str, values: list[Any], homes: dict[int, Home]
+    ) -> tuple[Any, ...]:
         if any(not isinstance(v, bool) for v in values):
             self.error(path, "expected true or false")
         return tuple(values)
 
-    def when_content_regex(self, path: str, values: list[Any], homes: dict[int, Home]
-                           ) -> tuple[Any, ...]:
+    def when_content_regex(
+        self, path: str, values: list[Any], homes: dict[int, Home]
+    ) -> tuple[Any, ...]:
         compiled = []
         for v in values:
             if not isinstance(v, str):
@@ -130,36 +162,61 @@ class ConditionChecks(Checker):
                 self.error(path, f"bad regular expression {v!r}: {exc}")
         return tuple(compiled)
 
-    def when_content(self, path: str, values: list[Any], homes: dict[int, Home]
-                     ) -> tuple[Any, ...]:
+    def when_content(self, path: str, values: list[Any], homes: dict[int, Home]) -> tuple[Any, ...]:
         words = [w for w in self.when_text(path, values, homes) if isinstance(w, str)]
         # Whole words or phrases; any run of spaces or line breaks between a phrase's words.
-        return tuple(re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, w.split())) + r"(?!\w)",
-                                re.IGNORECASE) for w in words)
+        return tuple(
+            re.compile(
+                r"(?<!\w)" + r"\s+".join(map(re.escape, w.split())) + r"(?!\w)", re.IGNORECASE
+            )
+            for w in words
+        )
 
-    def when_funding(self, path: str, values: list[Any], homes: dict[int, Home]
-                     ) -> tuple[Any, ...]:
+    def when_funding(self, path: str, values: list[Any], homes: dict[int, Home]) -> tuple[Any, ...]:
         return self.documented(path, values, homes, FUNDING)
 
-    def when_timescales(self, path: str, values: list[Any], homes: dict[int, Home]
-                        ) -> tuple[Any, ...]:
+    def when_timescales(
+        self, path: str, values: list[Any], homes: dict[int, Home]
+    ) -> tuple[Any, ...]:
         return self.documented(path, values, homes, TIMESCALES)
 
-    def documented(self, path: str, values: list[Any], homes: dict[int, Home],
-                   known: tuple[str, ...]) -> tuple[Any, ...]:
+    def documented(
+        self, path: str, values: list[Any], homes: dict[int, Home], known: tuple[str, ...]
+    ) -> tuple[Any, ...]:
         out = self.when_text(path, values, homes)
         for v in values:
             if isinstance(v, str) and normalise(v) not in {normalise(k) for k in known}:
-                self.warn(path, f"{v!r} is not one of Autumna's documented values"
-                                + did_you_mean(v, list(known)) + "; it will still match "
-                                "leads that carry it")
+                self.warn(
+                    path,
+                    f"{v!r} is not one of Autumna's documented values"
+                    + did_you_mean(v, list(known))
+                    + "; it will still match "
+                    "leads that carry it",
+                )
         return out
 
 
-FUNDING = ("Buy", "Rent", "Either Buy or Rent", "Part Buy, Part Rent", "Self Funding",
-           "Local Authority with Top-up", "NHS Continuing Healthcare", "Not Sure", "Top-up")
-TIMESCALES = ("Emergency", "ASAP", "2-4 weeks", "1-3 months", "3-6 months", "6-12 months",
-              "Over 12 months", "Not Sure")
+FUNDING = (
+    "Buy",
+    "Rent",
+    "Either Buy or Rent",
+    "Part Buy, Part Rent",
+    "Self Funding",
+    "Local Authority with Top-up",
+    "NHS Continuing Healthcare",
+    "Not Sure",
+    "Top-up",
+)
+TIMESCALES = (
+    "Emergency",
+    "ASAP",
+    "2-4 weeks",
+    "1-3 months",
+    "3-6 months",
+    "6-12 months",
+    "Over 12 months",
+    "Not Sure",
+)
 
 
 def listed(value: Any) -> list[Any]:
@@ -168,4 +225,4 @@ def listed(value: Any) -> list[Any]:
 
 def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean \"{close[0]}\"?)" if close else ""
+    return f' (did you mean "{close[0]}"?)' if close else ""

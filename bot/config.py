@@ -114,8 +114,9 @@ class Config:
     ops: str
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
-    resolved: dict[tuple[int, str], list[Target]] = field(default_factory=dict, compare=False,
-                                                         repr=False)  # home.<attr> -> targets
+    resolved: dict[tuple[int, str], list[Target]] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # home.<attr> -> targets
 
     def targets_used(self) -> set[Channel]:
         found = {t.channel for d in self.destinations.values() for t in d.targets}
@@ -138,8 +139,7 @@ def channel_of_attribute(name: str) -> Channel | None:
     return None
 
 
-def home_targets(home: Home, attribute: str | None, privacy: Privacy = Privacy()
-                 ) -> list[Target]:
+def home_targets(home: Home, attribute: str | None, privacy: Privacy = Privacy()) -> list[Target]:
     """The targets behind `home.<attribute>` (all of the home's when attribute is None)."""
     found: list[Target] = []
     for name, value in home.attributes.items():
@@ -148,8 +148,9 @@ def home_targets(home: Home, attribute: str | None, privacy: Privacy = Privacy()
             continue
         label = f"home.{name}"
         for address in value if isinstance(value, list) else [value]:
-            found.append(Target(channel, address_of(channel, address), label,
-                                privacy.level(channel)))
+            found.append(
+                Target(channel, address_of(channel, address), label, privacy.level(channel))
+            )
     return found
 
 
@@ -168,8 +169,9 @@ def load_config(path: Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file (give --config PATH or set LEADBOT_CONFIG)"]
-                          ) from None
+        raise ConfigError(
+            [f"{path}: no such file (give --config PATH or set LEADBOT_CONFIG)"]
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path.name}: not valid TOML: {exc}"]) from None
     from .loader import Loader  # the checks are long; the types above are what others need

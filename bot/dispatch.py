@@ -42,10 +42,17 @@ class Tally:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, renderer: Renderer, senders: dict[Channel, Sender],
-                 config: Config, policy: RetryPolicy | None = None,
-                 lanes: Lanes | None = None, workers: int = 8,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer,
+        senders: dict[Channel, Sender],
+        config: Config,
+        policy: RetryPolicy | None = None,
+        lanes: Lanes | None = None,
+        workers: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.renderer, self.senders, self.config = store, renderer, senders, config
         self.policy = policy or RetryPolicy()
         self.lanes = lanes or Lanes()
@@ -62,11 +69,14 @@ class Dispatcher:
         """Deliveries left `sending` by a crash are due again; Slack ones are looked up first."""
         doubtful = self.store.in_doubt()
         for delivery in doubtful:
-            self.store.mark_failed(delivery.id, "interrupted: outcome unknown", self.clock(),
-                                   in_doubt=True)
+            self.store.mark_failed(
+                delivery.id, "interrupted: outcome unknown", self.clock(), in_doubt=True
+            )
         if doubtful:
-            log.warning("%d deliveries were interrupted by a stop; checking and resending them",
-                        len(doubtful))
+            log.warning(
+                "%d deliveries were interrupted by a stop; checking and resending them",
+                len(doubtful),
+            )
         return len(doubtful)
 
     # -- the loop's two halves: start what is due, then record what finished
@@ -118,8 +128,7 @@ class Dispatcher:
             if timeout > 0:
                 time.sleep(timeout)
             return
-        done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout),
-                       return_when=FIRST_COMPLETED)
+        done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout), return_when=FIRST_COMPLETED)
         with self.store.batch():
             for future in done:
                 delivery, message = self.in_flight.pop(future)
@@ -175,16 +184,19 @@ class Dispatcher:
                 if check(message):
                     return "found in the channel: the earlier attempt had arrived"
             except DeliveryError as exc:
-                raise DeliveryError(exc.reason, exc.transient, exc.retry_after,
-                                    unknown=True) from None
+                raise DeliveryError(
+                    exc.reason, exc.transient, exc.retry_after, unknown=True
+                ) from None
         return sender.send(message)
 
     def _render(self, delivery: Delivery) -> Message | None:
         try:
             return self.render(delivery)
         except Exception as exc:  # a broken group template must not stop the queue
-            self._fail(delivery, DeliveryError(f"could not render: {type(exc).__name__}: "
-                                               f"{str(exc)[:150]}", False))
+            self._fail(
+                delivery,
+                DeliveryError(f"could not render: {type(exc).__name__}: {str(exc)[:150]}", False),
+            )
             return None
 
     def render(self, delivery: Delivery) -> Message:
@@ -198,7 +210,8 @@ class Dispatcher:
         found = self._lead(subject)
         if isinstance(found, str):
             return self.renderer.render_notice(
-                "Autumna sent a lead leadbot could not read", found, target, ref)
+                "Autumna sent a lead leadbot could not read", found, target, ref
+            )
         lead, facts = found
         return self.renderer.render(lead, target, facts, ref)
 
@@ -212,12 +225,15 @@ class Dispatcher:
             raise LookupError(f"lead {subject} is missing or its details were erased")
         found: tuple[Lead, Facts] | str
         if row["unreadable"]:
-            found = (f"Account {row['account']!r}: {row['problem']}. It is kept in the "
-                     f"database as {subject}; please look for it in Autumna.")
+            found = (
+                f"Account {row['account']!r}: {row['problem']}. It is kept in the "
+                f"database as {subject}; please look for it in Autumna."
+            )
         else:
-            found = (parse_lead(json.loads(row["raw"]), row["account"]),
-                     Facts(bool(row["urgent"]), bool(row["unrouted"]),
-                           tuple(json.loads(row["notes"]))))
+            found = (
+                parse_lead(json.loads(row["raw"]), row["account"]),
+                Facts(bool(row["urgent"]), bool(row["unrouted"]), tuple(json.loads(row["notes"]))),
+            )
         self._leads[subject] = found
         if len(self._leads) > 2048:
             self._leads.popitem(last=False)
@@ -245,8 +261,11 @@ class Dispatcher:
     def _fail(self, delivery: Delivery, error: DeliveryError) -> None:
         now = self.clock()
         first = delivery.first_attempt_at or now
-        retry_at = self.policy.next_attempt(delivery.attempts + 1, first, now, error.retry_after
-                                            ) if error.transient else None
+        retry_at = (
+            self.policy.next_attempt(delivery.attempts + 1, first, now, error.retry_after)
+            if error.transient
+            else None
+        )
         self.store.mark_failed(delivery.id, error.reason, retry_at, error.unknown)
         where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
         if retry_at is None:
@@ -256,5 +275,4 @@ class Dispatcher:
             log.error("gave up  %s: %s", where, error.reason)
         else:
             self.tally.failed += 1
-            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason,
-                        retry_at - now)
+            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason, retry_at - now)

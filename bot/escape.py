@@ -55,8 +55,7 @@ def markdown(text: str) -> str:
     could start any of them."""
     text = _MD_ANYWHERE.sub(r"\\\1", plain(text))
     # A list marker is escaped on its punctuation: "\-", "1\." (CommonMark escapes only that).
-    return _MD_LINE_START.sub(lambda m: m[1] + ("\\" + m[2] if m[2] else m[3] + "\\" + m[4]),
-                              text)
+    return _MD_LINE_START.sub(lambda m: m[1] + ("\\" + m[2] if m[2] else m[3] + "\\" + m[4]), text)
 
 
 def truncate(text: str, limit: int, marker: str = "… (truncated)") -> str:

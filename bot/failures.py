@@ -51,8 +51,9 @@ SLACK_ERRORS: dict[str, bool] = {
 class DeliveryError(Exception):
     """One failed attempt. `reason` is short and safe to store: it never holds a secret or URL."""
 
-    def __init__(self, reason: str, transient: bool, retry_after: float | None = None,
-                 unknown: bool = False) -> None:
+    def __init__(
+        self, reason: str, transient: bool, retry_after: float | None = None, unknown: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient

@@ -25,8 +25,11 @@ def loads(text: str) -> Any:
     text = text.lstrip("\ufeff")
     for candidate in (text, None):
         try:
-            return json.loads(repair_quotes(text) if candidate is None else candidate,
-                              parse_int=_int_or_text, parse_constant=_no_constant)
+            return json.loads(
+                repair_quotes(text) if candidate is None else candidate,
+                parse_int=_int_or_text,
+                parse_constant=_no_constant,
+            )
         except RecursionError:
             raise TooDeep from None
         except ValueError:

@@ -85,9 +85,14 @@ class RetryPolicy:
     cap: float = 3600.0
     give_up: float = 24 * 3600.0
 
-    def next_attempt(self, attempts: int, first_attempt_at: float, now: float,
-                     retry_after: float | None = None, rng: random.Random | None = None
-                     ) -> float | None:
+    def next_attempt(
+        self,
+        attempts: int,
+        first_attempt_at: float,
+        now: float,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float | None:
         """When to try again after `attempts` failed tries; None means give up."""
         if now - first_attempt_at >= self.give_up:
             return None

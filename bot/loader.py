@@ -33,13 +33,27 @@ from .models import Channel, Target
 SLACK_ID = re.compile(r"^[CGDUW][A-Z0-9]{2,}$")
 SLACK_NAME = re.compile(r"^#[a-z0-9][a-z0-9_\-.]{0,79}$")
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
-LOOKS_SECRET = re.compile(r"xox[a-z]-|xapp-|hooks\.slack\.com|logic\.azure\.com|"
-                          r"webhook\.office\.com|[?&](sig|api_key|token|key)=|^[A-Za-z0-9_\-]{32,}$",
-                          re.IGNORECASE)
+LOOKS_SECRET = re.compile(
+    r"xox[a-z]-|xapp-|hooks\.slack\.com|logic\.azure\.com|"
+    r"webhook\.office\.com|[?&](sig|api_key|token|key)=|^[A-Za-z0-9_\-]{32,}$",
+    re.IGNORECASE,
+)
 TLS_MODES = ("starttls", "implicit", "none")
 
-TOP_KEYS = ("group", "autumna", "polling", "retries", "privacy", "email", "routing", "homes",
-            "destinations", "rules")
+TOP_KEYS = (
+    "group",
+    "autumna",
+    "polling",
+    "retries",
+    "privacy",
+    "email",
+    "routing",
+    "homes",
+    "destinations",
+    "rules",
+)
+
+
 class Loader(ConditionChecks):
     def __init__(self, path: Path, raw: dict[str, Any]) -> None:
         super().__init__(path)
@@ -51,11 +65,11 @@ class Loader(ConditionChecks):
         self.keys(raw, "", TOP_KEYS)
         group = self.table(raw, "group", ("name", "timezone", "templates", "lead_url"))
         autumna = self.table(raw, "autumna", ("accounts",))
-        polling = self.table(raw, "polling", ("interval", "overlap", "lookback", "history",
-                                              "alert_after"))
+        polling = self.table(
+            raw, "polling", ("interval", "overlap", "lookback", "history", "alert_after")
+        )
         retries = self.table(raw, "retries", ("first", "cap", "give_up"))
-        privacy = self.privacy(self.table(raw, "privacy", ("slack", "teams", "email",
-                                                            "retention")))
+        privacy = self.privacy(self.table(raw, "privacy", ("slack", "teams", "email", "retention")))
         email = self.table(raw, "email", ("host", "port", "sender", "tls", "ca_file"))
         routing = self.table(raw, "routing", ("fallback", "ops"))
         homes = self.homes(raw.get("homes", {}))
@@ -117,9 +131,12 @@ class Loader(ConditionChecks):
         try:
             url = pattern.format(**fields)
         except (KeyError, IndexError, ValueError) as exc:
-            self.error("group.lead_url", f"cannot fill in {pattern!r} ({type(exc).__name__}: "
-                                         f"{exc}): use only {{category_id}}, {{lead_id}} and "
-                                         f"{{service_id}}")
+            self.error(
+                "group.lead_url",
+                f"cannot fill in {pattern!r} ({type(exc).__name__}: "
+                f"{exc}): use only {{category_id}}, {{lead_id}} and "
+                f"{{service_id}}",
+            )
             return ""
         if not url.startswith(("https://", "http://")):
             self.error("group.lead_url", "expected a link starting https://")
@@ -129,7 +146,7 @@ class Loader(ConditionChecks):
         try:
             return ZoneInfo(str(name))
         except (ZoneInfoNotFoundError, ValueError):
-            self.error("group.timezone", f"unknown time zone {name!r} (e.g. \"Europe/London\")")
+            self.error("group.timezone", f'unknown time zone {name!r} (e.g. "Europe/London")')
             return ZoneInfo("Europe/London")
 
     def folder(self, value: Any) -> Path | None:
@@ -142,11 +159,16 @@ class Loader(ConditionChecks):
 
     def duration(self, section: str, table: dict[str, Any], key: str) -> timedelta:
         value = table[key]
-        match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value)) if not isinstance(
-            value, bool) else None
+        match = (
+            re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
+            if not isinstance(value, bool)
+            else None
+        )
         if not match:
-            self.error(f"{section}.{key}", f"expected a duration like \"90s\", \"15m\", \"24h\" "
-                                         f"or \"30d\", got {value!r}")
+            self.error(
+                f"{section}.{key}",
+                f'expected a duration like "90s", "15m", "24h" or "30d", got {value!r}',
+            )
             return timedelta(0)
         unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
         if int(match[1]) == 0 and key in ("interval", "first", "cap", "give_up"):
@@ -160,10 +182,13 @@ class Loader(ConditionChecks):
             self.secret_vars.add(match[1])
             return match[1]
         if isinstance(value, str) and value:
-            self.error(where, f"secrets never go in rules.toml: put the value in an environment "
-                              f"variable and write \"${{{example}}}\" here")
+            self.error(
+                where,
+                f"secrets never go in rules.toml: put the value in an environment "
+                f'variable and write "${{{example}}}" here',
+            )
         else:
-            self.error(where, f"expected an environment variable reference like \"${{{example}}}\"")
+            self.error(where, f'expected an environment variable reference like "${{{example}}}"')
         return ""
 
     # -- sections
@@ -201,8 +226,9 @@ class Loader(ConditionChecks):
         sender = self.text(raw, "email.sender")
         if sender and not EMAIL.search(sender.rsplit("<", 1)[-1].rstrip(">")):
             self.error("email.sender", f"{sender!r} is not an email address")
-        return EmailSettings(self.text(raw, "email.host"), port, sender, tls,
-                             self.text(raw, "email.ca_file"))
+        return EmailSettings(
+            self.text(raw, "email.host"), port, sender, tls, self.text(raw, "email.ca_file")
+        )
 
     def homes(self, raw: Any) -> dict[int, Home]:
         if not isinstance(raw, dict):
@@ -243,20 +269,25 @@ class Loader(ConditionChecks):
             for v in values:
                 if not isinstance(v, str) or not EMAIL.match(v.strip()):
                     self.error(where, f"{v!r} is not an email address")
-            return [str(v).strip() for v in values] if isinstance(value, list) else str(
-                value).strip()
+            return (
+                [str(v).strip() for v in values] if isinstance(value, list) else str(value).strip()
+            )
         if not isinstance(value, str):
             self.error(where, "expected text in quotes")
             return ""
         if channel is Channel.TEAMS:
             self.secret_ref(value, where, "TEAMS_WEBHOOK_URL")
         elif LOOKS_SECRET.search(value):
-            self.error(where, "this looks like a secret URL or token: Slack destinations take a "
-                              "channel (\"#rose-lodge\") or a user id (\"U024BE7LH\")")
+            self.error(
+                where,
+                "this looks like a secret URL or token: Slack destinations take a "
+                'channel ("#rose-lodge") or a user id ("U024BE7LH")',
+            )
         elif not (SLACK_ID.match(value) or SLACK_NAME.match(value)):
-            hint = f" (did you mean \"#{value.lstrip('#').lower()}\"?)" if value else ""
-            self.error(where, f"{value!r} is not a Slack channel (\"#name\") or id (\"C…\", "
-                              f"\"U…\"){hint}")
+            hint = f' (did you mean "#{value.lstrip("#").lower()}"?)' if value else ""
+            self.error(
+                where, f'{value!r} is not a Slack channel ("#name") or id ("C…", "U…"){hint}'
+            )
         return value
 
     def privacy(self, raw: dict[str, Any]) -> Privacy:
@@ -264,14 +295,18 @@ class Loader(ConditionChecks):
         for channel in Channel:
             level = raw.get(channel.value, "full")
             if level not in PRIVACY_LEVELS:
-                self.error(f"privacy.{channel.value}", f"expected one of "
-                                                       f"{', '.join(PRIVACY_LEVELS)}")
+                self.error(
+                    f"privacy.{channel.value}", f"expected one of {', '.join(PRIVACY_LEVELS)}"
+                )
             levels[channel.value] = str(level)
-        retention = self.duration("privacy", raw, "retention") if "retention" in raw else \
-            timedelta(days=90)
+        retention = (
+            self.duration("privacy", raw, "retention") if "retention" in raw else timedelta(days=90)
+        )
         if retention < timedelta(days=2):
-            self.error("privacy.retention", "keep personal details at least \"2d\": deliveries "
-                                            "are retried for up to a day")
+            self.error(
+                "privacy.retention",
+                'keep personal details at least "2d": deliveries are retried for up to a day',
+            )
         return Privacy(**levels, retention=retention)
 
     def destinations(self, raw: Any, privacy: Privacy) -> dict[str, Destination]:
@@ -282,9 +317,9 @@ class Loader(ConditionChecks):
         for name, spec in raw.items():
             where = f"destinations.{name}"
             if name.startswith("home"):
-                self.error(where, "names starting with \"home\" are kept for home.<attribute>")
+                self.error(where, 'names starting with "home" are kept for home.<attribute>')
             if not isinstance(spec, dict):
-                self.error(where, "expected a table such as { slack = \"#group-leads\" }")
+                self.error(where, 'expected a table such as { slack = "#group-leads" }')
                 continue
             self.keys(spec, where, ("slack", "email", "teams", "privacy"))
             level = spec.get("privacy")
@@ -296,31 +331,47 @@ class Loader(ConditionChecks):
                     continue
                 value = self.address(f"{where}.{channel.value}", channel, spec[channel.value])
                 for address in value if isinstance(value, list) else [value]:
-                    targets.append(Target(channel, address_of(channel, address), name,
-                                          str(level or privacy.level(channel))))
+                    targets.append(
+                        Target(
+                            channel,
+                            address_of(channel, address),
+                            name,
+                            str(level or privacy.level(channel)),
+                        )
+                    )
             if not targets and isinstance(spec, dict):
                 self.error(where, "give at least one of slack, email or teams")
             found[name] = Destination(name, tuple(targets))
         return found
 
-    def reference(self, table: dict[str, Any], where: str, destinations: dict[str, Destination],
-                  required: bool) -> str:
+    def reference(
+        self,
+        table: dict[str, Any],
+        where: str,
+        destinations: dict[str, Destination],
+        required: bool,
+    ) -> str:
         value = table.get(where.split(".")[-1])
         if value is None:
             if required:
-                self.error(where, "required: name the destination that gets leads no rule "
-                                  "routes, e.g. fallback = \"group-leads\"")
+                self.error(
+                    where,
+                    "required: name the destination that gets leads no rule "
+                    'routes, e.g. fallback = "group-leads"',
+                )
             return ""
         if not isinstance(value, str):
             self.error(where, "expected one destination name in quotes")
             return ""
         if value not in destinations:
-            self.error(where, f"unknown destination {value!r}" + did_you_mean(
-                value, list(destinations)))
+            self.error(
+                where, f"unknown destination {value!r}" + did_you_mean(value, list(destinations))
+            )
         return value
 
-    def rules(self, raw: Any, homes: dict[int, Home], dests: dict[str, Destination]
-              ) -> tuple[Rule, ...]:
+    def rules(
+        self, raw: Any, homes: dict[int, Home], dests: dict[str, Destination]
+    ) -> tuple[Rule, ...]:
         if not isinstance(raw, list):
             self.error("rules", "expected [[rules]] tables")
             return ()
@@ -341,8 +392,10 @@ class Loader(ConditionChecks):
             notify = item.get("notify", [])
             notify = [notify] if isinstance(notify, str) else notify
             if not isinstance(notify, list) or not notify:
-                self.error(f"{where}.notify", "list at least one destination, e.g. "
-                                              "[\"home.slack\", \"group-leads\"]")
+                self.error(
+                    f"{where}.notify",
+                    'list at least one destination, e.g. ["home.slack", "group-leads"]',
+                )
                 notify = []
             for j, ref in enumerate(notify):
                 self.notify_ref(f"{where}.notify[{j}]", ref, refs, home_attrs)
@@ -350,8 +403,16 @@ class Loader(ConditionChecks):
                 if not isinstance(item.get(flag, False), bool):
                     self.error(f"{where}.{flag}", "expected true or false")
             name = str(item.get("name") or f"rule {i + 1}")
-            rules.append(Rule(i, name, conditions, tuple(map(str, notify)),
-                              item.get("urgent") is True, item.get("stop") is True))
+            rules.append(
+                Rule(
+                    i,
+                    name,
+                    conditions,
+                    tuple(map(str, notify)),
+                    item.get("urgent") is True,
+                    item.get("stop") is True,
+                )
+            )
         return tuple(rules)
 
     def notify_ref(self, where: str, ref: Any, refs: list[str], home_attrs: list[str]) -> None:
@@ -362,10 +423,11 @@ class Loader(ConditionChecks):
             if attr not in home_attrs:
                 self.error(where, f"no home has {attr!r}" + did_you_mean(ref, refs))
             elif channel_of_attribute(attr) is None:
-                self.error(where, f"{ref} is not a destination: notify takes home attributes "
-                                  f"named slack, email or teams, or ending in _slack, _email "
-                                  f"or _teams")
+                self.error(
+                    where,
+                    f"{ref} is not a destination: notify takes home attributes "
+                    f"named slack, email or teams, or ending in _slack, _email "
+                    f"or _teams",
+                )
         elif ref not in refs:
             self.error(where, f"unknown destination {ref!r}" + did_you_mean(ref, refs))
-
-

@@ -60,8 +60,14 @@ class PollResult:
 class Poller:
     """Decides each account's window, fetches it, and records what came back."""
 
-    def __init__(self, client: AutumnaClient, api_keys: dict[str, str], store: Store,
-                 config: Config, backfill: bool = False) -> None:
+    def __init__(
+        self,
+        client: AutumnaClient,
+        api_keys: dict[str, str],
+        store: Store,
+        config: Config,
+        backfill: bool = False,
+    ) -> None:
         self.client, self.api_keys, self.store, self.config = client, api_keys, store, config
         self.backfill = backfill
 
@@ -71,10 +77,14 @@ class Poller:
             state = self.store.poll_state(account.name)
             mark = state["watermark"] if state else None
             first = mark is None
-            since = (now - self.config.polling.history if mark is None else
-                     datetime.fromtimestamp(mark, UTC) - self.config.polling.overlap)
-            found.append(Window(account.name, self.api_keys.get(account.name, ""), since, now,
-                                first))
+            since = (
+                now - self.config.polling.history
+                if mark is None
+                else datetime.fromtimestamp(mark, UTC) - self.config.polling.overlap
+            )
+            found.append(
+                Window(account.name, self.api_keys.get(account.name, ""), since, now, first)
+            )
         return found
 
     def fetch(self, windows: list[Window]) -> list[PollResult]:
@@ -93,41 +103,58 @@ class Poller:
         window = result.window
         if result.batch is None:
             self.store.poll_failed(window.account, redact(result.error), now.timestamp())
-            log.error("poll of account %r failed: %s; will retry next cycle (the watermark "
-                      "stays put, so nothing is missed)", window.account, result.error)
+            log.error(
+                "poll of account %r failed: %s; will retry next cycle (the watermark "
+                "stays put, so nothing is missed)",
+                window.account,
+                result.error,
+            )
             return 0
         batch = result.batch
-        known = self.store.known([lead.key for lead in batch.leads] +
-                                 [u.key for u in batch.unreadable])
+        known = self.store.known(
+            [lead.key for lead in batch.leads] + [u.key for u in batch.unreadable]
+        )
         cutoff = now - self.config.polling.lookback
         new: dict[str, NewLead] = {}
         for lead in batch.leads:
             if lead.key in known or lead.key in new:
                 continue
-            quiet = window.first and not self.backfill and lead.date is not None and \
-                lead.date < cutoff
+            quiet = (
+                window.first and not self.backfill and lead.date is not None and lead.date < cutoff
+            )
             new[lead.key] = NewLead(lead, announce=False) if quiet else self.routed(lead)
-        fallback: Routed = tuple((t, ("unreadable lead",)) for t in
-                         self.config.destinations[self.config.fallback].targets)
+        fallback: Routed = tuple(
+            (t, ("unreadable lead",))
+            for t in self.config.destinations[self.config.fallback].targets
+        )
         unreadable = [(u, fallback) for u in batch.unreadable if u.key not in known]
         for record, _ in unreadable:
-            log.error("account %r sent a lead that could not be read (%s); kept as %s and "
-                      "reported to %s", record.account, record.problem, record.key,
-                      self.config.fallback)
+            log.error(
+                "account %r sent a lead that could not be read (%s); kept as %s and reported to %s",
+                record.account,
+                record.problem,
+                record.key,
+                self.config.fallback,
+            )
         self.store.add_leads(list(new.values()), unreadable, now.timestamp())
         self.store.poll_succeeded(window.account, window.until.timestamp(), now.timestamp())
         announced = sum(item.announce for item in new.values())
         silent = len(new) - announced
-        log.info("polled %r: %d leads in the window, %d new%s (%d bytes)", window.account,
-                 len(batch.leads), announced,
-                 f", {silent} older than the lookback recorded without notifying" if silent else "",
-                 batch.nbytes)
+        log.info(
+            "polled %r: %d leads in the window, %d new%s (%d bytes)",
+            window.account,
+            len(batch.leads),
+            announced,
+            f", {silent} older than the lookback recorded without notifying" if silent else "",
+            batch.nbytes,
+        )
         return announced + len(unreadable)
 
     def routed(self, lead: Lead) -> NewLead:
         routing = route(lead, self.config)
-        notes = tuple(routing.notes) + tuple(f"Autumna sent an odd value: {p}"
-                                             for p in lead.problems)
+        notes = tuple(routing.notes) + tuple(
+            f"Autumna sent an odd value: {p}" for p in lead.problems
+        )
         for note in notes:
             log.warning("lead %s: %s", lead.key, note)
         targets = tuple((t, tuple(routing.reached_by[t.key])) for t in routing.targets)
@@ -137,9 +164,14 @@ class Poller:
 class Runner:
     """The run loop: `leadbot run` and `leadbot run --once`."""
 
-    def __init__(self, poller: Poller, dispatcher: Dispatcher, config: Config,
-                 stop: threading.Event | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        poller: Poller,
+        dispatcher: Dispatcher,
+        config: Config,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.poller, self.dispatcher, self.config = poller, dispatcher, config
         self.stop = stop or threading.Event()
         self.clock = clock
@@ -151,8 +183,12 @@ class Runner:
         waiting = self.poller.store.open_count()
         if waiting >= BACKLOG:
             tally = self.dispatcher.tally
-            log.info("delivering: %d sent so far, %d waiting%s", tally.sent, waiting,
-                     f", {tally.failed} failed attempts to retry" if tally.failed else "")
+            log.info(
+                "delivering: %d sent so far, %d waiting%s",
+                tally.sent,
+                waiting,
+                f", {tally.failed} failed attempts to retry" if tally.failed else "",
+            )
 
     def run(self, once: bool = False) -> bool:
         """Returns False when something needs attention (a poll failed under --once)."""
@@ -168,8 +204,9 @@ class Runner:
             while not self.stop.is_set():
                 now = self.clock()
                 if polling is None and now >= next_poll and (not once or polled_ok is None):
-                    polling = self.pool.submit(self.poller.fetch, self.poller.windows(
-                        datetime.fromtimestamp(now, UTC)))
+                    polling = self.pool.submit(
+                        self.poller.fetch, self.poller.windows(datetime.fromtimestamp(now, UTC))
+                    )
                 if polling is not None and polling.done():
                     results = polling.result()
                     polling = None
@@ -186,8 +223,9 @@ class Runner:
                 self.dispatcher.start_due()
                 if once and polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
                     break
-                wake = min(self.dispatcher.next_wake(), next_poll if polling is None else
-                           now + 0.05)
+                wake = min(
+                    self.dispatcher.next_wake(), next_poll if polling is None else now + 0.05
+                )
                 self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
                 if self.dispatcher.dead:
                     dead, self.dispatcher.dead = self.dispatcher.dead, []
@@ -210,21 +248,30 @@ class Runner:
         return polled_ok is not False or not once
 
 
-
 def purge(store: Store, config: Config, now: float) -> int:
     """Retention: erase personal details older than `privacy.retention`."""
     erased = store.purge(now - config.privacy.retention.total_seconds(), now)
     if erased:
-        log.info("retention: erased the personal details of %d leads older than %s", erased,
-                 config.privacy.retention)
+        log.info(
+            "retention: erased the personal details of %d leads older than %s",
+            erased,
+            config.privacy.retention,
+        )
     return erased
 
 
-def build(config: Config, settings: Settings, store: Store, backfill: bool = False,
-          sink: Path | None = None, stop: threading.Event | None = None) -> Runner:
+def build(
+    config: Config,
+    settings: Settings,
+    store: Store,
+    backfill: bool = False,
+    sink: Path | None = None,
+    stop: threading.Event | None = None,
+) -> Runner:
     """Assemble the stages for a run: real channels, or the demo's folder sink."""
-    http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0),
-                        transport=httpx.HTTPTransport(retries=1))
+    http = httpx.Client(
+        timeout=httpx.Timeout(30.0, connect=10.0), transport=httpx.HTTPTransport(retries=1)
+    )
     senders: dict[Channel, Sender]
     if sink is not None:
         folder = FolderSink(sink)
@@ -232,20 +279,27 @@ def build(config: Config, settings: Settings, store: Store, backfill: bool = Fal
     else:
         senders = {
             Channel.SLACK: SlackChannel(settings.slack_token, settings.slack_url or None),
-            Channel.EMAIL: EmailChannel(settings.smtp_host, settings.smtp_port,
-                                        settings.smtp_sender, config.email.tls,
-                                        settings.smtp_username, settings.smtp_password,
-                                        config.email.ca_file),
+            Channel.EMAIL: EmailChannel(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_sender,
+                config.email.tls,
+                settings.smtp_username,
+                settings.smtp_password,
+                config.email.ca_file,
+            ),
             Channel.TEAMS: TeamsChannel(settings.teams_webhooks, http),
         }
     # The demo's folder has no rate limit to respect.
     lanes = Lanes({c: (1e6, 1e6) for c in Channel}) if sink is not None else None
     retries = config.retries
-    policy = RetryPolicy(retries.first.total_seconds(), retries.cap.total_seconds(),
-                         retries.give_up.total_seconds())
+    policy = RetryPolicy(
+        retries.first.total_seconds(), retries.cap.total_seconds(), retries.give_up.total_seconds()
+    )
     dispatcher = Dispatcher(store, Renderer(config), senders, config, policy, lanes)
-    poller = Poller(AutumnaClient(settings.autumna_url, http), settings.api_keys, store, config,
-                    backfill)
+    poller = Poller(
+        AutumnaClient(settings.autumna_url, http), settings.api_keys, store, config, backfill
+    )
     runner = Runner(poller, dispatcher, config, stop)
     runner.closers.append(http.close)
     return runner

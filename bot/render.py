@@ -29,16 +29,33 @@ from .models import CATEGORY_NAMES, Category, Channel, Lead, Message, Service, T
 # Which escaping each block gets, in the order blocks are rendered: a later block can use an
 # earlier one's output as `parts.<name>`.
 BLOCKS: dict[Channel, dict[str, str]] = {
-    Channel.SLACK: {"header": "plain", "text": "slack", "body": "slack", "details": "slack",
-                    "footer": "slack"},
-    Channel.EMAIL: {"details_text": "plain", "details_html": "html", "subject": "line",
-                    "text": "plain", "html": "html"},
-    Channel.TEAMS: {"title": "markdown", "body": "markdown", "details": "markdown",
-                    "footer": "markdown"},
+    Channel.SLACK: {
+        "header": "plain",
+        "text": "slack",
+        "body": "slack",
+        "details": "slack",
+        "footer": "slack",
+    },
+    Channel.EMAIL: {
+        "details_text": "plain",
+        "details_html": "html",
+        "subject": "line",
+        "text": "plain",
+        "html": "html",
+    },
+    Channel.TEAMS: {
+        "title": "markdown",
+        "body": "markdown",
+        "details": "markdown",
+        "footer": "markdown",
+    },
 }
 ESCAPERS: dict[str, Callable[[str], str]] = {
-    "plain": escape.plain, "line": escape.one_line, "slack": escape.slack,
-    "markdown": escape.markdown, "html": escape.plain,  # html: autoescape does the rest
+    "plain": escape.plain,
+    "line": escape.one_line,
+    "slack": escape.slack,
+    "markdown": escape.markdown,
+    "html": escape.plain,  # html: autoescape does the rest
 }
 CHAT_CONTENT_LIMIT = 1500  # characters of the enquirer's message shown in chat; email has it all
 RECENT = 64  # renders kept for a lead's other destinations
@@ -70,8 +87,9 @@ class Renderer:
         self.prefixes = ["group", "builtin"] if config.templates else ["builtin"]
         self.envs = {fmt: _environment(loader, fmt, fn) for fmt, fn in ESCAPERS.items()}
         self._chains: dict[tuple[str, Channel, str], list[Template]] = {}
-        self._recent: OrderedDict[tuple[Any, ...], tuple[Lead, dict[str, Any],
-                                                          dict[str, str]]] = OrderedDict()
+        self._recent: OrderedDict[tuple[Any, ...], tuple[Lead, dict[str, Any], dict[str, str]]] = (
+            OrderedDict()
+        )
 
     def render(self, lead: Lead, target: Target, facts: Facts, ref: str = "") -> Message:
         # A lead goes to several destinations of one channel with the same text: render it once.
@@ -87,16 +105,18 @@ class Renderer:
                 self._recent.popitem(last=False)
         summary = f"{lead.category.name} {lead.key} for {view['home']['name']} -> {target.label}"
         payload = COMPOSERS[target.channel](parts, view, self.config)
-        return Message(target, ref or f"{lead.key}/{target.key}", escape.one_line(summary),
-                       payload)
+        return Message(target, ref or f"{lead.key}/{target.key}", escape.one_line(summary), payload)
 
     def render_notice(self, title: str, text: str, target: Target, ref: str = "") -> Message:
         """The bot's own announcements to the ops destination (dead letters, poll health)."""
         view = base_view(self.config, target) | {"notice": {"title": title, "text": text}}
         parts = self.parts(target.channel, "notice", view, fallback=False)
-        return Message(target, ref or f"notice/{target.key}", escape.one_line(
-            f"notice: {title} -> {target.label}"), COMPOSERS[target.channel](
-            parts, view, self.config))
+        return Message(
+            target,
+            ref or f"notice/{target.key}",
+            escape.one_line(f"notice: {title} -> {target.label}"),
+            COMPOSERS[target.channel](parts, view, self.config),
+        )
 
     def check(self) -> list[str]:
         """Render every category for every channel and privacy level with a full sample lead;
@@ -116,8 +136,9 @@ class Renderer:
                         problems.append(_template_problem(exc, channel, lead.category.slug))
         return list(dict.fromkeys(problems))
 
-    def parts(self, channel: Channel, slug: str, view: dict[str, Any], fallback: bool = True
-              ) -> dict[str, str]:
+    def parts(
+        self, channel: Channel, slug: str, view: dict[str, Any], fallback: bool = True
+    ) -> dict[str, str]:
         parts: dict[str, str] = {}
         contexts: dict[int, Any] = {}  # one per template; `parts` fills in as blocks render
         for block, fmt in BLOCKS[channel].items():
@@ -131,12 +152,16 @@ class Renderer:
             parts[block] = Markup(text) if fmt == "html" else escape.Trusted(_tidy(text))
         return parts
 
-    def _find(self, fmt: str, channel: Channel, slug: str, block: str, fallback: bool
-              ) -> Template | None:
+    def _find(
+        self, fmt: str, channel: Channel, slug: str, block: str, fallback: bool
+    ) -> Template | None:
         key = (fmt, channel, slug)
         if key not in self._chains:
-            names = [f"{p}/{channel}/{s}.j2" for s in ([slug, "default"] if fallback else [slug])
-                     for p in self.prefixes]
+            names = [
+                f"{p}/{channel}/{s}.j2"
+                for s in ([slug, "default"] if fallback else [slug])
+                for p in self.prefixes
+            ]
             chain = []
             for name in names:
                 try:
@@ -147,8 +172,7 @@ class Renderer:
         return next((t for t in self._chains[key] if block in t.blocks), None)
 
 
-def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]
-                 ) -> SandboxedEnvironment:
+def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]) -> SandboxedEnvironment:
     def finalize(value: Any) -> Any:
         if value is None:
             return ""
@@ -156,9 +180,15 @@ def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]
             return value
         return fn(str(value))
 
-    return SandboxedEnvironment(loader=loader, undefined=StrictUndefined, finalize=finalize,
-                                autoescape=fmt == "html", trim_blocks=True, lstrip_blocks=True,
-                                auto_reload=False)
+    return SandboxedEnvironment(
+        loader=loader,
+        undefined=StrictUndefined,
+        finalize=finalize,
+        autoescape=fmt == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
 
 
 def _tidy(text: str) -> str:
@@ -186,13 +216,17 @@ def lead_view(lead: Lead, target: Target, facts: Facts, config: Config) -> dict[
     personal = not lead.anonymised and target.privacy != "minimal"
     content = lead.content
     if chat and len(content) > CHAT_CONTENT_LIMIT:
-        content = escape.truncate(content, CHAT_CONTENT_LIMIT, "… (message truncated; the full "
-                                                               "text is in Autumna)")
+        content = escape.truncate(
+            content, CHAT_CONTENT_LIMIT, "… (message truncated; the full text is in Autumna)"
+        )
     view = base_view(config, target) | {
         "key": lead.key,
         "home": _home_view(home, lead),
-        "category": {"id": lead.category.id, "name": lead.category.name,
-                     "slug": lead.category.slug},
+        "category": {
+            "id": lead.category.id,
+            "name": lead.category.name,
+            "slug": lead.category.slug,
+        },
         "urgent": facts.urgent,
         "unrouted": facts.unrouted,
         "notes": list(facts.notes),
@@ -213,7 +247,8 @@ def lead_view(lead: Lead, target: Target, facts: Facts, config: Config) -> dict[
             "funding": _short(", ".join(lead.funding)) if personal else "",
             "budget": _budget(lead) if personal else "",
             "content": content if personal else "",
-            "instruction": lead.instruction if personal and lead.category.id in (1, 2, 3, 4, 5)
+            "instruction": lead.instruction
+            if personal and lead.category.id in (1, 2, 3, 4, 5)
             else "",
         },
         "contact": contact_view(lead, personal),
@@ -244,8 +279,11 @@ def contact_view(lead: Lead, personal: bool) -> dict[str, Any]:
 
 def _home_view(home: Home | None, lead: Lead) -> dict[str, Any]:
     if home is None:
-        return {"name": _short(lead.service.name) or f"service {lead.service.id}",
-                "known": False, "service_id": lead.service.id}
+        return {
+            "name": _short(lead.service.name) or f"service {lead.service.id}",
+            "known": False,
+            "service_id": lead.service.id,
+        }
     shown = {k: v for k, v in home.attributes.items() if isinstance(v, str | int | float)}
     return shown | {"name": home.name, "known": True, "service_id": home.service_id}
 
@@ -260,8 +298,11 @@ def _mention(home: Home | None) -> str:
 def _link(pattern: str, lead: Lead) -> str:
     if not pattern:
         return ""
-    return escape.Trusted(pattern.format(category_id=lead.category.id, lead_id=lead.id,
-                                         service_id=lead.service.id or ""))
+    return escape.Trusted(
+        pattern.format(
+            category_id=lead.category.id, lead_id=lead.id, service_id=lead.service.id or ""
+        )
+    )
 
 
 def _join(*names: str | None) -> str:
@@ -281,7 +322,7 @@ def _budget(lead: Lead) -> str:
 
 
 def format_moment(moment: datetime, tz: Any) -> str:
-    """"Sun 27 Jun, 15:17" in the group's time zone (BST in summer for Europe/London)."""
+    """ "Sun 27 Jun, 15:17" in the group's time zone (BST in summer for Europe/London)."""
     local = moment.astimezone(tz)
     return f"{DAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]}, {local:%H:%M}"
 
@@ -295,22 +336,41 @@ def _template_problem(exc: Exception, channel: Channel, slug: str) -> str:
     traceback), so the admin knows which file to fix."""
     where, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
     if where is None:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if f.filename.endswith(".j2")]
-        where, line = (frames[-1].filename, frames[-1].lineno) if frames else (
-            f"a {channel} template for {slug}", None)
-    return (f"{where}{f' line {line}' if line else ''}: {type(exc).__name__}: "
-            f"{str(exc)[:200]} (while rendering {slug} for {channel})")
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+        where, line = (
+            (frames[-1].filename, frames[-1].lineno)
+            if frames
+            else (f"a {channel} template for {slug}", None)
+        )
+    return (
+        f"{where}{f' line {line}' if line else ''}: {type(exc).__name__}: "
+        f"{str(exc)[:200]} (while rendering {slug} for {channel})"
+    )
 
 
 SAMPLE = Lead(
-    id=1, category=Category(1, "Contact Form Message"),
-    service=Service(100000, "Sample Home", "SW1A 1AA"), account="check",
-    date=datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC), to="home@example.com",
-    sender="enquirer@example.com", content="I am looking for a care home for my wife.",
-    enquirer_first_name="John", enquirer_surname="Smith", resident_first_name="Jane",
-    resident_surname="Smith", on_behalf_of=("Family member",), telephone="01900 000000",
-    funding=("Self Funding",), timescales=("2-4 weeks",), visit_date=date(2021, 4, 29),
-    visit_time="Afternoon", instruction="Please confirm directly with requester",
-    email_permission=True, phone_permission=False, budget_type="Weekly Budget",
-    budget_min=1000.0, budget_max=1500.0)
+    id=1,
+    category=Category(1, "Contact Form Message"),
+    service=Service(100000, "Sample Home", "SW1A 1AA"),
+    account="check",
+    date=datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC),
+    to="home@example.com",
+    sender="enquirer@example.com",
+    content="I am looking for a care home for my wife.",
+    enquirer_first_name="John",
+    enquirer_surname="Smith",
+    resident_first_name="Jane",
+    resident_surname="Smith",
+    on_behalf_of=("Family member",),
+    telephone="01900 000000",
+    funding=("Self Funding",),
+    timescales=("2-4 weeks",),
+    visit_date=date(2021, 4, 29),
+    visit_time="Afternoon",
+    instruction="Please confirm directly with requester",
+    email_permission=True,
+    phone_permission=False,
+    budget_type="Weekly Budget",
+    budget_min=1000.0,
+    budget_max=1500.0,
+)

@@ -26,28 +26,39 @@ RULE = "─" * 72
 
 def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Config) -> str:
     home = config.homes.get(lead.service.id) if lead.service.id is not None else None
-    out = [RULE,
-           f"Lead {lead.key}: {lead.category.name} for "
-           f"{home.name if home else lead.service.name or 'an unknown service'} "
-           f"(service {lead.service.id}){', anonymised' if lead.anonymised else ''}",
-           RULE, "Rules, in order:"]
+    out = [
+        RULE,
+        f"Lead {lead.key}: {lead.category.name} for "
+        f"{home.name if home else lead.service.name or 'an unknown service'} "
+        f"(service {lead.service.id}){', anonymised' if lead.anonymised else ''}",
+        RULE,
+        "Rules, in order:",
+    ]
     for result in routing.results:
         mark = "✓" if result.matched else "·"
         flags = "".join([" [urgent]" * result.rule.urgent, " [stop]" * result.rule.stop])
         out.append(f"  {mark} rules[{result.rule.index}] {result.rule.name!r}{flags}")
-        out.extend(f"      {'because' if result.matched else 'no:'} {why}"
-                   for why in result.reasons)
+        out.extend(
+            f"      {'because' if result.matched else 'no:'} {why}" for why in result.reasons
+        )
     if len(routing.results) < len(config.rules):
         out.append("  (evaluation stopped: a matching rule says stop = true)")
-    out.append(f"Urgent: {'yes' if routing.urgent else 'no'}"
-               + ("   Unrouted: yes (no rule reached anybody; the fallback has it)"
-                  if routing.unrouted else ""))
+    out.append(
+        f"Urgent: {'yes' if routing.urgent else 'no'}"
+        + (
+            "   Unrouted: yes (no rule reached anybody; the fallback has it)"
+            if routing.unrouted
+            else ""
+        )
+    )
     out.extend(f"Note: {note}" for note in routing.notes)
     out.extend(f"Autumna sent an odd value: {p}" for p in lead.problems)
     out.append("Deliveries (one message each):")
     for target in routing.targets:
-        out.append(f"  → {target.key}  ({target.label}; {target.privacy})  from: "
-                   + ", ".join(dict.fromkeys(routing.reached_by[target.key])))
+        out.append(
+            f"  → {target.key}  ({target.label}; {target.privacy})  from: "
+            + ", ".join(dict.fromkeys(routing.reached_by[target.key]))
+        )
     facts = Facts(routing.urgent, routing.unrouted, tuple(routing.notes))
     for target in routing.targets:
         message = renderer.render(lead, target, facts)
@@ -56,26 +67,45 @@ def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Confi
 
 
 def explain_unreadable(record: Unreadable, config: Config) -> str:
-    return plain("\n".join([
-        RULE, f"Unreadable record {record.key}: {record.problem}", RULE,
-        f"leadbot keeps it, raw, and reports it to the fallback destination "
-        f"({config.fallback}) instead of dropping it:", record.raw[:2000]]))
+    return plain(
+        "\n".join(
+            [
+                RULE,
+                f"Unreadable record {record.key}: {record.problem}",
+                RULE,
+                f"leadbot keeps it, raw, and reports it to the fallback destination "
+                f"({config.fallback}) instead of dropping it:",
+                record.raw[:2000],
+            ]
+        )
+    )
 
 
 def show(payload: Any) -> str:
     if isinstance(payload, Mime):
-        headers = "\n".join(f"{k}: {decode_header(v)}" for k, v in payload.items()
-                            if k.lower() not in ("content-type", "mime-version"))
-        text = {part.get_content_subtype(): bytes(part.get_payload(decode=True)).decode()
-                for part in payload.walk() if part.get_content_maintype() == "text"}
-        return (f"{headers}\n\n{text.get('plain', '').rstrip()}\n\n"
-                f"[HTML part: {len(text.get('html', ''))} characters]")
+        headers = "\n".join(
+            f"{k}: {decode_header(v)}"
+            for k, v in payload.items()
+            if k.lower() not in ("content-type", "mime-version")
+        )
+        text = {
+            part.get_content_subtype(): bytes(part.get_payload(decode=True)).decode()
+            for part in payload.walk()
+            if part.get_content_maintype() == "text"
+        }
+        return (
+            f"{headers}\n\n{text.get('plain', '').rstrip()}\n\n"
+            f"[HTML part: {len(text.get('html', ''))} characters]"
+        )
     return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
 def decode_header(value: Any) -> str:
-    return str(make_header(decode(str(value)))) if not isinstance(value, str) or "=?" in value \
+    return (
+        str(make_header(decode(str(value))))
+        if not isinstance(value, str) or "=?" in value
         else value
+    )
 
 
 def status(store: Store, config: Config | None, limit: int, now: float) -> str:
@@ -89,8 +119,9 @@ def status(store: Store, config: Config | None, limit: int, now: float) -> str:
             continue
         line = f"  {name}: last success {_when(state['last_success'], tz, now)}"
         if state["failing_since"]:
-            line += (f"; FAILING since {_when(state['failing_since'], tz, now)}: "
-                     f"{state['last_error']}")
+            line += (
+                f"; FAILING since {_when(state['failing_since'], tz, now)}: {state['last_error']}"
+            )
         out.append(line)
     counts = store.counts()
     out.append("Deliveries: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in Status))
@@ -115,11 +146,19 @@ def _lead_line(row: dict[str, Any], config: Config | None, tz: Any, now: float) 
         return f"{row['key']:<14} UNREADABLE from account {row['account']!r}: {row['problem']}"
     category = row["category"] or f"category {row['category_id']}"
     home = config.homes.get(row["service_id"]) if config else None
-    flags = [f for f, on in (("URGENT", row["urgent"]), ("unrouted", row["unrouted"]),
-                             ("recorded, not announced", not row["announced"])) if on]
+    flags = [
+        f
+        for f, on in (
+            ("URGENT", row["urgent"]),
+            ("unrouted", row["unrouted"]),
+            ("recorded, not announced", not row["announced"]),
+        )
+        if on
+    ]
     place = home.name if home else f"service {row['service_id']}"
-    return (f"{row['key']:<14} {category} · {place} · seen {_when(row['seen_at'], tz, now)}"
-            + (f"  [{', '.join(flags)}]" * bool(flags)))
+    return f"{row['key']:<14} {category} · {place} · seen {_when(row['seen_at'], tz, now)}" + (
+        f"  [{', '.join(flags)}]" * bool(flags)
+    )
 
 
 def _delivery_line(d: Delivery, tz: Any, now: float) -> str:
@@ -145,13 +184,14 @@ def _when(stamp: float | None, tz: Any, now: float) -> str:
     return moment
 
 
-def demo_summary(store: Store, config: Config, since: float, folder: Path, now: float
-                 ) -> str:
+def demo_summary(store: Store, config: Config, since: float, folder: Path, now: float) -> str:
     leads = [r for r in store.recent_leads(10_000) if r["seen_at"] >= since]
     out = ["", RULE, "Demo summary", RULE]
     if not leads:
-        out.append("Nothing new: every bundled lead was delivered by an earlier run and is "
-                   f"remembered in {folder}/leadbot.db. Delete {folder}/ to see the demo again.")
+        out.append(
+            "Nothing new: every bundled lead was delivered by an earlier run and is "
+            f"remembered in {folder}/leadbot.db. Delete {folder}/ to see the demo again."
+        )
         return "\n".join(out)
     deliveries: dict[str, list[Delivery]] = {}
     for d in store.deliveries_of([r["key"] for r in leads]):
@@ -162,8 +202,11 @@ def demo_summary(store: Store, config: Config, since: float, folder: Path, now: 
             mark = {Status.SENT: "✓"}.get(d.status, "…")
             out.append(f"    {mark} {d.target.channel:<5} {d.target.address}  ({d.target.label})")
     files = {c: len(list((folder / c).glob("*"))) for c in Channel if (folder / c).exists()}
-    out += ["", f"{len(leads)} leads; messages written to {folder}/: "
-            + ", ".join(f"{n} {c} in {folder}/{c}/" for c, n in files.items()),
-            "Open an .eml file with any mail program; Slack and Teams payloads are the exact JSON "
-            "that would be posted."]
+    out += [
+        "",
+        f"{len(leads)} leads; messages written to {folder}/: "
+        + ", ".join(f"{n} {c} in {folder}/{c}/" for c, n in files.items()),
+        "Open an .eml file with any mail program; Slack and Teams payloads are the exact JSON "
+        "that would be posted.",
+    ]
     return plain("\n".join(out))

@@ -41,12 +41,15 @@ def route(lead: Lead, config: Config) -> Routing:
     home = config.homes.get(lead.service.id) if lead.service.id is not None else None
     routing = Routing()
     if home is None and lead.service.id is None:
-        routing.notes.append("the lead names no care home (no service id), so only rules "
-                             "without home destinations can reach anybody")
+        routing.notes.append(
+            "the lead names no care home (no service id), so only rules "
+            "without home destinations can reach anybody"
+        )
     elif home is None:
         routing.notes.append(
             f"home {lead.service.id} ({lead.service.name or 'no name'}) is not in "
-            f"{config.path.name}: add [homes.{lead.service.id}] so its leads reach the home")
+            f"{config.path.name}: add [homes.{lead.service.id}] so its leads reach the home"
+        )
     for rule in config.rules:
         matched, reasons = evaluate(rule, lead, home)
         routing.results.append(RuleResult(rule, matched, reasons))
@@ -125,7 +128,7 @@ def check(condition: Condition, lead: Lead, home: Home | None) -> tuple[bool, st
 
 
 def postcode_matches(postcode: str, wanted: str) -> bool:
-    """"SW" is an area (letters only), "SW1A" an outward code, "SW1A 1" a prefix of the whole."""
+    """ "SW" is an area (letters only), "SW1A" an outward code, "SW1A 1" a prefix of the whole."""
     code = " ".join(postcode.upper().split())
     if " " not in code and len(code) > 4:  # "SW1A1AA": the inward code is always 3 characters
         code = f"{code[:-3]} {code[-3:]}"
@@ -142,4 +145,3 @@ def _is(ok: bool) -> str:
 
 def _list(values: tuple[Any, ...]) -> str:
     return "[" + ", ".join(repr(v) for v in values) + "]"
-

@@ -19,8 +19,10 @@ DEFAULT_URL = "https://www.autumna.co.uk/api/leads/"
 
 # Shapes of secrets we may not have been told about: an api_key in a URL, Slack tokens, the
 # signature of a Teams Workflows URL.
-_PATTERNS = re.compile(r"(?i)((?:api_key|sig|token|password|code)=)[^&\s\"']+|"
-                       r"xox[abpre]-[A-Za-z0-9-]+")
+_PATTERNS = re.compile(
+    r"(?i)((?:api_key|sig|token|password|code)=)[^&\s\"']+|"
+    r"xox[abpre]-[A-Za-z0-9-]+"
+)
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,14 @@ class Settings:
     teams_webhooks: dict[str, str] = field(default_factory=dict, repr=False)  # var -> URL
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], config: Config, demo: bool | None = None
-                 ) -> Settings:
+    def from_env(cls, env: Mapping[str, str], config: Config, demo: bool | None = None) -> Settings:
         """Demo mode when no account's API key is set (or when asked): a local Autumna stand-in
         and local sinks, so the tool runs out of the box with no credentials."""
-        keys = {a.name: env[a.key_var].strip() for a in config.accounts
-                if env.get(a.key_var, "").strip()}
+        keys = {
+            a.name: env[a.key_var].strip()
+            for a in config.accounts
+            if env.get(a.key_var, "").strip()
+        }
         port = env.get("SMTP_PORT", "").strip()
         settings = cls(
             demo=not keys if demo is None else demo,
@@ -62,8 +66,12 @@ class Settings:
         return settings
 
     def secrets(self) -> list[str]:
-        values = [*self.api_keys.values(), self.slack_token, self.smtp_password,
-                  *self.teams_webhooks.values()]
+        values = [
+            *self.api_keys.values(),
+            self.slack_token,
+            self.smtp_password,
+            *self.teams_webhooks.values(),
+        ]
         return [v for v in values if len(v) >= 4]
 
     def problems(self, config: Config) -> list[str]:
@@ -71,29 +79,43 @@ class Settings:
         found = []
         for account in config.accounts:
             if account.name not in self.api_keys:
-                found.append(f"environment: {account.key_var} is not set (the Autumna API key "
-                             f"of account {account.name!r})")
+                found.append(
+                    f"environment: {account.key_var} is not set (the Autumna API key "
+                    f"of account {account.name!r})"
+                )
         used = config.targets_used()
         if Channel.SLACK in used and not self.slack_token:
-            found.append("environment: SLACK_BOT_TOKEN is not set (rules.toml has Slack "
-                         "destinations): set it to the bot's xoxb- token")
+            found.append(
+                "environment: SLACK_BOT_TOKEN is not set (rules.toml has Slack "
+                "destinations): set it to the bot's xoxb- token"
+            )
         if Channel.EMAIL in used:
             if not self.smtp_host:
-                found.append("environment: no mail server: set email.host in rules.toml or "
-                             "SMTP_HOST")
+                found.append(
+                    "environment: no mail server: set email.host in rules.toml or SMTP_HOST"
+                )
             if not self.smtp_sender:
-                found.append("environment: no sender address: set email.sender in rules.toml "
-                             "or SMTP_SENDER")
+                found.append(
+                    "environment: no sender address: set email.sender in rules.toml or SMTP_SENDER"
+                )
             if bool(self.smtp_username) != bool(self.smtp_password):
                 found.append("environment: set both SMTP_USERNAME and SMTP_PASSWORD, or neither")
-        teams_vars = {t.address for d in config.destinations.values() for t in d.targets
-                      if t.channel is Channel.TEAMS}
+        teams_vars = {
+            t.address
+            for d in config.destinations.values()
+            for t in d.targets
+            if t.channel is Channel.TEAMS
+        }
         for home in config.homes.values():
-            teams_vars |= {t.address for t in home_targets(home, None, config.privacy)
-                           if t.channel is Channel.TEAMS}
+            teams_vars |= {
+                t.address
+                for t in home_targets(home, None, config.privacy)
+                if t.channel is Channel.TEAMS
+            }
         for var in sorted(teams_vars - set(self.teams_webhooks)):
-            found.append(f"environment: {var} is not set (a Teams webhook URL named in "
-                         f"{config.path.name})")
+            found.append(
+                f"environment: {var} is not set (a Teams webhook URL named in {config.path.name})"
+            )
         for var, url in sorted(self.teams_webhooks.items()):
             if var in teams_vars and not _secure_url(url):
                 found.append(f"environment: {var} must be an https:// Workflows webhook URL")

@@ -101,8 +101,9 @@ class Store:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Owner-only from the first byte: the database holds personal data.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.db = sqlite_utils.Database(path if str(path) != ":memory:" else None,
-                                        memory=str(path) == ":memory:")
+        self.db = sqlite_utils.Database(
+            path if str(path) != ":memory:" else None, memory=str(path) == ":memory:"
+        )
         if str(path) != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -126,10 +127,14 @@ class Store:
             have = {c.name for c in self.db[table].columns}
             for column in wanted[table].columns:
                 if column.name not in have:
-                    sql = next(line for line in SCHEMA.splitlines()
-                               if line.strip().startswith(column.name + " "))
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN "
-                                    f"{sql.split('--')[0].strip().rstrip(',')}")
+                    sql = next(
+                        line
+                        for line in SCHEMA.splitlines()
+                        if line.strip().startswith(column.name + " ")
+                    )
+                    self.db.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {sql.split('--')[0].strip().rstrip(',')}"
+                    )
 
     # -- leads
 
@@ -137,14 +142,16 @@ class Store:
         keys = list(keys)
         found: set[str] = set()
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             rows = self.db.execute(
-                f"SELECT key FROM leads WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                f"SELECT key FROM leads WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
             found.update(r[0] for r in rows)
         return found
 
-    def add_leads(self, leads: list[NewLead], unreadable: list[tuple[Unreadable, Routed]],
-                  now: float) -> None:
+    def add_leads(
+        self, leads: list[NewLead], unreadable: list[tuple[Unreadable, Routed]], now: float
+    ) -> None:
         """Each lead with all its deliveries, in one transaction, before anything is sent."""
         with self.db.atomic():
             for item in leads:
@@ -153,28 +160,56 @@ class Store:
                     "INSERT OR IGNORE INTO leads (key, account, category_id, category, lead_id, "
                     "service_id, lead_date, seen_at, announced, urgent, unrouted, notes, raw) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (lead.key, lead.account, lead.category.id, lead.category.name, lead.id,
-                     lead.service.id,
-                     lead.date.isoformat() if lead.date else None, now, int(item.announce),
-                     int(item.urgent), int(item.unrouted), json.dumps(list(item.notes)),
-                     lead.raw))
+                    (
+                        lead.key,
+                        lead.account,
+                        lead.category.id,
+                        lead.category.name,
+                        lead.id,
+                        lead.service.id,
+                        lead.date.isoformat() if lead.date else None,
+                        now,
+                        int(item.announce),
+                        int(item.urgent),
+                        int(item.unrouted),
+                        json.dumps(list(item.notes)),
+                        lead.raw,
+                    ),
+                )
                 self._add_deliveries(lead.key, item.targets, item.urgent, now)
             for record, targets in unreadable:
                 self.db.execute(
                     "INSERT OR IGNORE INTO leads (key, account, seen_at, announced, unreadable, "
                     "problem, raw) VALUES (?,?,?,1,1,?,?)",
-                    (record.key, record.account, now, record.problem, record.raw))
+                    (record.key, record.account, now, record.problem, record.raw),
+                )
                 self._add_deliveries(record.key, targets, False, now)
 
-    def _add_deliveries(self, subject: str, targets: Iterable[tuple[Target, tuple[str, ...]]],
-                        urgent: bool, now: float) -> None:
+    def _add_deliveries(
+        self,
+        subject: str,
+        targets: Iterable[tuple[Target, tuple[str, ...]]],
+        urgent: bool,
+        now: float,
+    ) -> None:
         for target, reasons in targets:
             self.db.execute(
                 "INSERT OR IGNORE INTO deliveries (subject, channel, address, label, privacy, "
                 "status, urgent, created_at, next_attempt_at, reasons) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (subject, str(target.channel), target.address, target.label, target.privacy,
-                 Status.PENDING, int(urgent), now, now, json.dumps(list(reasons))))
+                (
+                    subject,
+                    str(target.channel),
+                    target.address,
+                    target.label,
+                    target.privacy,
+                    Status.PENDING,
+                    int(urgent),
+                    now,
+                    now,
+                    json.dumps(list(reasons)),
+                ),
+            )
 
     def lead_row(self, key: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM leads WHERE key = ?", [key]))
@@ -182,15 +217,16 @@ class Store:
 
     # -- notices (the bot's own messages to the ops destination)
 
-    def add_notice(self, kind: str, title: str, text: str, targets: Iterable[Target],
-                   now: float) -> int:
+    def add_notice(
+        self, kind: str, title: str, text: str, targets: Iterable[Target], now: float
+    ) -> int:
         with self.db.atomic():
             cursor = self.db.execute(
                 "INSERT INTO notices (kind, title, text, created_at) VALUES (?,?,?,?)",
-                (kind, title, text, now))
+                (kind, title, text, now),
+            )
             notice_id = int(cursor.lastrowid or 0)
-            self._add_deliveries(f"notice:{notice_id}", ((t, (kind,)) for t in targets),
-                                 False, now)
+            self._add_deliveries(f"notice:{notice_id}", ((t, (kind,)) for t in targets), False, now)
         return notice_id
 
     def notice(self, notice_id: int) -> dict[str, Any] | None:
@@ -203,7 +239,9 @@ class Store:
         """Every delivery due now, most pressing first."""
         cursor = self.db.conn.execute(
             "SELECT * FROM deliveries WHERE status IN ('pending', 'retrying') "
-            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id", (now,))
+            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id",
+            (now,),
+        )
         names = [c[0] for c in cursor.description]
         return [_delivery(dict(zip(names, row, strict=True))) for row in cursor]
 
@@ -213,7 +251,9 @@ class Store:
         cursor = self.db.execute(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
             "first_attempt_at = COALESCE(first_attempt_at, ?) "
-            "WHERE id = ? AND status IN ('pending', 'retrying')", (now, delivery_id))
+            "WHERE id = ? AND status IN ('pending', 'retrying')",
+            (now, delivery_id),
+        )
         return cursor.rowcount == 1
 
     def next_due_at(self) -> float | None:
@@ -231,49 +271,74 @@ class Store:
         return [_delivery(r) for r in rows]
 
     def mark_sent(self, delivery_id: int, now: float, remote_id: str = "") -> None:
-        self.db.execute("UPDATE deliveries SET status = ?, sent_at = ?, remote_id = ?, "
-                        "last_error = '', in_doubt = 0 WHERE id = ?",
-                        (Status.SENT, now, remote_id[:100], delivery_id))
+        self.db.execute(
+            "UPDATE deliveries SET status = ?, sent_at = ?, remote_id = ?, "
+            "last_error = '', in_doubt = 0 WHERE id = ?",
+            (Status.SENT, now, remote_id[:100], delivery_id),
+        )
 
-    def mark_failed(self, delivery_id: int, error: str, retry_at: float | None,
-                    in_doubt: bool = False) -> None:
+    def mark_failed(
+        self, delivery_id: int, error: str, retry_at: float | None, in_doubt: bool = False
+    ) -> None:
         """retry_at None: dead for good. in_doubt: the attempt may have arrived anyway."""
         status = Status.DEAD if retry_at is None else Status.RETRYING
-        self.db.execute("UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ?, "
-                        "in_doubt = ? WHERE id = ?",
-                        (status, error[:300], retry_at or 0, int(in_doubt), delivery_id))
+        self.db.execute(
+            "UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ?, "
+            "in_doubt = ? WHERE id = ?",
+            (status, error[:300], retry_at or 0, int(in_doubt), delivery_id),
+        )
 
     def unannounced_dead(self) -> list[Delivery]:
-        rows = self.db.query("SELECT * FROM deliveries WHERE status = ? AND dead_announced = 0 "
-                             "AND subject NOT LIKE 'notice:%' ORDER BY id", [Status.DEAD])
+        rows = self.db.query(
+            "SELECT * FROM deliveries WHERE status = ? AND dead_announced = 0 "
+            "AND subject NOT LIKE 'notice:%' ORDER BY id",
+            [Status.DEAD],
+        )
         return [_delivery(r) for r in rows]
 
-    def announce_dead(self, delivery_ids: list[int], notice: tuple[str, str, str],
-                      targets: Iterable[Target], now: float) -> None:
+    def announce_dead(
+        self,
+        delivery_ids: list[int],
+        notice: tuple[str, str, str],
+        targets: Iterable[Target],
+        now: float,
+    ) -> None:
         """One notice to ops for these dead deliveries, and never again for them."""
         with self.db.atomic():
             self.add_notice(*notice, targets, now)
             for delivery_id in delivery_ids:
-                self.db.execute("UPDATE deliveries SET dead_announced = 1 WHERE id = ?",
-                                (delivery_id,))
+                self.db.execute(
+                    "UPDATE deliveries SET dead_announced = 1 WHERE id = ?", (delivery_id,)
+                )
 
     def all_dead(self, subject: str) -> bool:
-        row = self.db.execute("SELECT COUNT(*), SUM(status = ?) FROM deliveries WHERE subject = ?",
-                              (Status.DEAD, subject)).fetchone()
+        row = self.db.execute(
+            "SELECT COUNT(*), SUM(status = ?) FROM deliveries WHERE subject = ?",
+            (Status.DEAD, subject),
+        ).fetchone()
         return bool(row[0]) and row[0] == row[1]
 
     def reached_by(self, subject: str, reason: str) -> bool:
         """Has this lead a delivery that `reason` chose (e.g. the fallback rescue)?"""
-        return self.db.execute("SELECT 1 FROM deliveries WHERE subject = ? AND reasons LIKE ?",
-                               (subject, f"%{reason}%")).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM deliveries WHERE subject = ? AND reasons LIKE ?",
+                (subject, f"%{reason}%"),
+            ).fetchone()
+            is not None
+        )
 
-    def add_targets(self, subject: str, targets: Iterable[tuple[Target, tuple[str, ...]]],
-                    urgent: bool, now: float) -> None:
+    def add_targets(
+        self,
+        subject: str,
+        targets: Iterable[tuple[Target, tuple[str, ...]]],
+        urgent: bool,
+        now: float,
+    ) -> None:
         with self.db.atomic():
             self._add_deliveries(subject, targets, urgent, now)
 
-    def failed(self, lead: str | None, destination: str | None, dead_only: bool
-               ) -> list[Delivery]:
+    def failed(self, lead: str | None, destination: str | None, dead_only: bool) -> list[Delivery]:
         """Dead (and, unless dead_only, retrying) deliveries, by lead key and/or destination
         (its name in rules.toml, its address, or channel:address)."""
         where = ["status IN (?, ?)"]
@@ -284,8 +349,9 @@ class Store:
         if destination:
             where.append("(label = ? OR address = ? OR channel || ':' || address = ?)")
             params += [destination] * 3
-        rows = self.db.query(f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id",
-                             params)
+        rows = self.db.query(
+            f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id", params
+        )
         return [_delivery(r) for r in rows]
 
     def requeue(self, delivery_ids: Iterable[int], now: float) -> int:
@@ -296,36 +362,50 @@ class Store:
             f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, "
             f"first_attempt_at = NULL, dead_announced = 0, last_error = '' "
             f"WHERE id IN ({','.join('?' * len(ids))})",
-            (Status.PENDING, now, *ids))
+            (Status.PENDING, now, *ids),
+        )
         return int(cursor.rowcount)
 
-    def deliveries(self, where: str = "1", params: Iterable[Any] = (), limit: int = 200
-                   ) -> list[Delivery]:
-        rows = self.db.query(f"SELECT * FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ?",
-                             [*params, limit])
+    def deliveries(
+        self, where: str = "1", params: Iterable[Any] = (), limit: int = 200
+    ) -> list[Delivery]:
+        rows = self.db.query(
+            f"SELECT * FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
         return [_delivery(r) for r in rows]
 
     def open_count(self) -> int:
-        row = self.db.conn.execute("SELECT (SELECT COUNT(*) FROM deliveries WHERE status = "
-                                   "'pending') + (SELECT COUNT(*) FROM deliveries WHERE status = "
-                                   "'retrying')").fetchone()
+        row = self.db.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = "
+            "'pending') + (SELECT COUNT(*) FROM deliveries WHERE status = "
+            "'retrying')"
+        ).fetchone()
         return int(row[0])
 
     def counts(self) -> dict[str, int]:
-        return {r["status"]: r["n"] for r in self.db.query(
-            "SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")}
+        return {
+            r["status"]: r["n"]
+            for r in self.db.query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
+        }
 
     def recent_leads(self, limit: int) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT key, account, category_id, category, service_id, lead_date, seen_at, "
-            "announced, unreadable, problem, urgent, unrouted, notes FROM leads "
-            "ORDER BY seen_at DESC, key LIMIT ?", [limit]))
+        return list(
+            self.db.query(
+                "SELECT key, account, category_id, category, service_id, lead_date, seen_at, "
+                "announced, unreadable, problem, urgent, unrouted, notes FROM leads "
+                "ORDER BY seen_at DESC, key LIMIT ?",
+                [limit],
+            )
+        )
 
     def deliveries_of(self, subjects: list[str]) -> Iterator[Delivery]:
         for i in range(0, len(subjects), 500):
-            chunk = subjects[i:i + 500]
-            rows = self.db.query(f"SELECT * FROM deliveries WHERE subject IN "
-                                 f"({','.join('?' * len(chunk))}) ORDER BY id", chunk)
+            chunk = subjects[i : i + 500]
+            rows = self.db.query(
+                f"SELECT * FROM deliveries WHERE subject IN "
+                f"({','.join('?' * len(chunk))}) ORDER BY id",
+                chunk,
+            )
             yield from (_delivery(r) for r in rows)
 
     # -- retention
@@ -338,7 +418,8 @@ class Store:
                 "UPDATE leads SET raw = NULL, purged_at = ? WHERE raw IS NOT NULL "
                 "AND seen_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE "
                 "d.subject = leads.key AND d.status IN (?, ?, ?))",
-                (now, before, Status.PENDING, Status.SENDING, Status.RETRYING))
+                (now, before, Status.PENDING, Status.SENDING, Status.RETRYING),
+            )
         count = int(cursor.rowcount)
         if count:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -356,7 +437,8 @@ class Store:
             "failing_since) VALUES (?,?,?,?, '', NULL) ON CONFLICT(account) DO UPDATE SET "
             "watermark = excluded.watermark, last_success = excluded.last_success, "
             "last_attempt = excluded.last_attempt, last_error = '', failing_since = NULL",
-            (account, watermark, now, now))
+            (account, watermark, now, now),
+        )
 
     def set_alerted(self, account: str, alerted: bool) -> None:
         self.db.execute("UPDATE polls SET alerted = ? WHERE account = ?", (int(alerted), account))
@@ -367,7 +449,8 @@ class Store:
             "VALUES (?,?,?,?) ON CONFLICT(account) DO UPDATE SET last_attempt = excluded."
             "last_attempt, last_error = excluded.last_error, "
             "failing_since = COALESCE(polls.failing_since, excluded.failing_since)",
-            (account, now, error[:300], now))
+            (account, now, error[:300], now),
+        )
 
 
 def _delivery(row: dict[str, Any]) -> Delivery:
@@ -404,6 +487,8 @@ def lock(db_path: Path | str) -> Any:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise Locked(f"another leadbot is already running on {db_path} (lock file {path}); "
-                     "stop it first, or give this one its own --db") from None
+        raise Locked(
+            f"another leadbot is already running on {db_path} (lock file {path}); "
+            "stop it first, or give this one its own --db"
+        ) from None
     return handle

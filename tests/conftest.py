@@ -114,33 +114,59 @@ notify = ["group-teams"]
 # webhook name. Keyed by file name; the lead key is category id + lead id.
 PUBLISHED_ROUTES: dict[str, tuple[str, set[tuple[str, str]]]] = {
     "1-contact-form-message.json": ("1:2000", {("teams", "group")}),
-    "2-in-person-visit-request.json": ("2:1811", {
-        ("slack", "#rose-lodge"), ("slack", ROSE_MANAGER_SLACK), ("teams", "group")}),
-    "3-virtual-visit-request.json": ("3:1812", {
-        ("slack", "#rose-lodge"), ("slack", ROSE_MANAGER_SLACK), ("teams", "group")}),
-    "4-call-back-request.json": ("4:2000", {
-        ("slack", "#rose-lodge"), ("email", ROSE_MANAGER_EMAIL), ("email", SALES),
-        ("teams", "group")}),
+    "2-in-person-visit-request.json": (
+        "2:1811",
+        {("slack", "#rose-lodge"), ("slack", ROSE_MANAGER_SLACK), ("teams", "group")},
+    ),
+    "3-virtual-visit-request.json": (
+        "3:1812",
+        {("slack", "#rose-lodge"), ("slack", ROSE_MANAGER_SLACK), ("teams", "group")},
+    ),
+    "4-call-back-request.json": (
+        "4:2000",
+        {
+            ("slack", "#rose-lodge"),
+            ("email", ROSE_MANAGER_EMAIL),
+            ("email", SALES),
+            ("teams", "group"),
+        },
+    ),
     "5-email-details-request.json": ("5:2000", {("teams", "group")}),
-    "6-referral-with-contact.json": ("6:2000", {
-        ("slack", "#willow-house"), ("email", SALES), ("teams", "group")}),
-    "7-referral-without-contact.json": ("7:2000", {
-        ("slack", "#willow-house"), ("email", SALES), ("teams", "group")}),
-    "8-placement.json": ("8:2000", {
-        ("slack", "#willow-house"), ("email", SALES), ("teams", "group")}),
+    "6-referral-with-contact.json": (
+        "6:2000",
+        {("slack", "#willow-house"), ("email", SALES), ("teams", "group")},
+    ),
+    "7-referral-without-contact.json": (
+        "7:2000",
+        {("slack", "#willow-house"), ("email", SALES), ("teams", "group")},
+    ),
+    "8-placement.json": (
+        "8:2000",
+        {("slack", "#willow-house"), ("email", SALES), ("teams", "group")},
+    ),
 }
 
 
-def write_rules(folder: Path, ca_file: str, *, lookback: str = "24h", extra: str = "",
-                name: str = "rules.toml") -> Path:
+def write_rules(
+    folder: Path, ca_file: str, *, lookback: str = "24h", extra: str = "", name: str = "rules.toml"
+) -> Path:
     """The test rules.toml: homes 100000 and 200000 like the root one, a destination on each
     channel, rules for visits, urgent call-backs, referrals and a group channel; the fallback
     is a Slack channel and ops a Teams webhook. `extra` is appended (more TOML tables)."""
     path = folder / name
-    path.write_text(RULES.format(
-        lookback=lookback, sender=SENDER, ca_file=ca_file, rose_manager=ROSE_MANAGER_SLACK,
-        rose_email=ROSE_MANAGER_EMAIL, willow_manager=WILLOW_MANAGER_SLACK, sales=SALES)
-        + extra, encoding="utf-8")
+    path.write_text(
+        RULES.format(
+            lookback=lookback,
+            sender=SENDER,
+            ca_file=ca_file,
+            rose_manager=ROSE_MANAGER_SLACK,
+            rose_email=ROSE_MANAGER_EMAIL,
+            willow_manager=WILLOW_MANAGER_SLACK,
+            sales=SALES,
+        )
+        + extra,
+        encoding="utf-8",
+    )
     return path
 
 
@@ -152,8 +178,10 @@ def published_documents(now: datetime | None = None) -> list[str]:
 
 def published_by_key(now: datetime | None = None) -> dict[str, str]:
     """The same, by lead key ("4:2000")."""
-    return {PUBLISHED_ROUTES[path.name][0]: doc
-            for path, doc in zip(PUBLISHED, published_documents(now), strict=True)}
+    return {
+        PUBLISHED_ROUTES[path.name][0]: doc
+        for path, doc in zip(PUBLISHED, published_documents(now), strict=True)
+    }
 
 
 @dataclass
@@ -208,11 +236,18 @@ class World:
         return env
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bot", "--config", str(self.config), "--db", str(self.db),
-                *args]
+        return [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(self.config),
+            "--db",
+            str(self.db),
+            *args,
+        ]
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-            ) -> Result:
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         return run_leadbot(self.command(*args), env or self.env(), self.folder, timeout)
 
     def once(self, *args: str, **env: str | None) -> Result:
@@ -236,8 +271,10 @@ class World:
 
     def deliveries(self) -> dict[tuple[str, str, str], sqlite3.Row]:
         """(lead key, channel, address) -> its delivery row."""
-        return {(r["subject"], r["channel"], r["address"]): r
-                for r in self.query("SELECT * FROM deliveries")}
+        return {
+            (r["subject"], r["channel"], r["address"]): r
+            for r in self.query("SELECT * FROM deliveries")
+        }
 
     def change(self, sql: str, *params: Any) -> int:
         """Change leadbot's database behind its back (as a crash or an admin would)."""
@@ -265,18 +302,20 @@ def query(db_path: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
         db.close()
 
 
-def run_leadbot(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
-                ) -> Result:
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def run_leadbot(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:
+    done = subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
 @contextmanager
-def start_leadbot(command: list[str], env: dict[str, str], cwd: Path
-                  ) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+def start_leadbot(
+    command: list[str], env: dict[str, str], cwd: Path
+) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         yield process
     finally:
@@ -285,8 +324,7 @@ def start_leadbot(command: list[str], env: dict[str, str], cwd: Path
         process.communicate(timeout=30)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "condition"
-             ) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -302,13 +340,15 @@ def open_world(folder: Path, documents: list[str] | None = None) -> Iterator[Wor
     with ExitStack() as stack:
         autumna = AutumnaStandin(documents or [])
         # serve_forever's default half-second poll makes every shutdown take 0.5 s
-        autumna.thread = threading.Thread(target=autumna.server.serve_forever,
-                                          kwargs={"poll_interval": 0.05}, daemon=True)
+        autumna.thread = threading.Thread(
+            target=autumna.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         stack.enter_context(autumna)
         slack = stack.enter_context(SlackStandin(token=SLACK_TOKEN))
         teams = stack.enter_context(TlsTeamsStandin(folder))
-        smtp = stack.enter_context(SmtpStandin(tls="starttls", username=SMTP_USER,
-                                               password=SMTP_PASSWORD))
+        smtp = stack.enter_context(
+            SmtpStandin(tls="starttls", username=SMTP_USER, password=SMTP_PASSWORD)
+        )
         config = write_rules(folder, smtp.ca_file)
         yield World(folder, autumna, slack, teams, smtp, config, folder / "leadbot.db")
 

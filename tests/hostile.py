@@ -56,8 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "bot" / "demo" / "published"
 ROOT_RULES = ROOT / "rules.toml"
 SENDER = "Rose Care leads <leads@rosecare.example>"
-ADDRESSES = {Channel.SLACK: "#hostile", Channel.EMAIL: "sales@rosecare.example",
-             Channel.TEAMS: "TEAMS_HOSTILE_WEBHOOK"}
+ADDRESSES = {
+    Channel.SLACK: "#hostile",
+    Channel.EMAIL: "sales@rosecare.example",
+    Channel.TEAMS: "TEAMS_HOSTILE_WEBHOOK",
+}
 KNOWN_HOMES = (100000, 200000)  # in the root rules.toml and in E2E_RULES
 UNKNOWN_HOME = 987654  # not configured: its name comes from the lead, so it is hostile too
 
@@ -155,9 +158,16 @@ BARE_URLS = {
 }
 TEXTS: dict[str, str] = {
     f"{family}: {name}": text
-    for family, texts in (("slack", SLACK_SYNTAX), ("html", HTML), ("markdown", MARKDOWN),
-                          ("line breaks", LINE_BREAKS), ("ansi", ANSI), ("bidi", BIDI),
-                          ("unicode", UNICODE), ("url", BARE_URLS))
+    for family, texts in (
+        ("slack", SLACK_SYNTAX),
+        ("html", HTML),
+        ("markdown", MARKDOWN),
+        ("line breaks", LINE_BREAKS),
+        ("ansi", ANSI),
+        ("bidi", BIDI),
+        ("unicode", UNICODE),
+        ("url", BARE_URLS),
+    )
     for name, text in texts.items()
 }
 KITCHEN_SINK = "\n".join(TEXTS.values())
@@ -166,15 +176,21 @@ KITCHEN_SINK = "\n".join(TEXTS.values())
 # that the CR LF inside them reaches the wire (CPython before 3.11.10 / 3.12.5, CVE-2024-6923).
 ENCODED_WORDS = {
     "name": "=?utf-8?q?Eve=0D=0ABcc=3A_victim=40evil=2Eexample?=",
-    "surname": "=?utf-8?b?" + base64.b64encode(  # short: it must fit in a 200-character Subject
+    "surname": "=?utf-8?b?"
+    + base64.b64encode(  # short: it must fit in a 200-character Subject
         b"\r\nReply-To: a@evil.example\r\nContent-Type: text/html\r\n\r\n"
-        b"<a href=//evil.example>Open the lead</a>").decode() + "?=",
+        b"<a href=//evil.example>Open the lead</a>"
+    ).decode()
+    + "?=",
     "home": "=?utf-8?q?Rose=0ABcc=3A_victim=40evil=2Eexample?=",
     "category": "=?us-ascii?q?Visit=0D=0AX-Injected=3A_yes?=",
     "resident": "=?utf-8?q?=E2=80=AEevil=1B[2J?=",  # bidi override and ESC, encoded
 }
-ENCODED_WORD_FIELDS = {"name": "enquirerFirstName", "surname": "enquirerSurname",
-                       "resident": "enquirerFirstName"}
+ENCODED_WORD_FIELDS = {
+    "name": "enquirerFirstName",
+    "surname": "enquirerSurname",
+    "resident": "enquirerFirstName",
+}
 
 # --- lead records --------------------------------------------------------------------------------
 
@@ -212,21 +228,36 @@ def base_record(lead_id: int = 4242, category: int = 1, service: int = 100000) -
         "timescales": "['2-4 weeks']",
         "categorySpecificData": {
             "instruction": "Please confirm directly with requester",
-            "visitDate": "2021-07-01", "visitTime": "Afternoon",
-            "emailPermission": True, "phonePermission": True,
-            "budget_type": "Weekly Budget", "budget_min": 1000, "budget_max": 1500,
+            "visitDate": "2021-07-01",
+            "visitTime": "Afternoon",
+            "emailPermission": True,
+            "phonePermission": True,
+            "budget_type": "Weekly Budget",
+            "budget_min": 1000,
+            "budget_max": 1500,
         },
     }
 
 
-TOP_TEXT_FIELDS = ("to", "from", "content", "enquirerFirstName", "enquirerSurname",
-                   "residentFirstName", "residentSurname", "telephone", "onBehalfOf",
-                   "funding", "timescales")
+TOP_TEXT_FIELDS = (
+    "to",
+    "from",
+    "content",
+    "enquirerFirstName",
+    "enquirerSurname",
+    "residentFirstName",
+    "residentSurname",
+    "telephone",
+    "onBehalfOf",
+    "funding",
+    "timescales",
+)
 SPECIFIC_TEXT_FIELDS = ("instruction", "visitTime", "budget_type")
 
 
-def everywhere(text: str, lead_id: int, category: int = 1, service: int = UNKNOWN_HOME
-               ) -> dict[str, Any]:
+def everywhere(
+    text: str, lead_id: int, category: int = 1, service: int = UNKNOWN_HOME
+) -> dict[str, Any]:
     """A lead with `text` in every field that holds text: names, addresses, phone, message,
     the Python-list fields, the category's and the home's names, visit time and instruction."""
     record = base_record(lead_id, category, service)
@@ -239,8 +270,9 @@ def everywhere(text: str, lead_id: int, category: int = 1, service: int = UNKNOW
     return record
 
 
-def everywhere_as_list(text: str, lead_id: int, category: int = 1,
-                       service: int = UNKNOWN_HOME) -> dict[str, Any]:
+def everywhere_as_list(
+    text: str, lead_id: int, category: int = 1, service: int = UNKNOWN_HOME
+) -> dict[str, Any]:
     """The same, with the list fields as Autumna writes them: a Python list literal."""
     record = everywhere(text, lead_id, category, service)
     for name in ("onBehalfOf", "funding", "timescales"):
@@ -271,37 +303,80 @@ def _type_confusion() -> list[Hostile]:
     add("id as a string", 5001, id="5001")
     add("id padded", 5002, id=" 5002 ")
     add("telephone as a number", 5003, telephone=7700900123)
-    add("names as numbers", 5004, enquirerFirstName=42, enquirerSurname=3.5,
-        residentFirstName=True)
-    add("names as lists", 5005, enquirerFirstName=["Eve", "<!channel>"],
-        enquirerSurname=[["<script>"]], residentFirstName=[])
-    add("names as objects", 5006, enquirerFirstName={"first": "<!here>"},
-        enquirerSurname={"a": {"b": "<img src=x onerror=alert(1)>"}})
-    add("content as an object", 5007, content={"html": "<script>alert(1)</script>",
-                                               "n": [1, 2, None]})
+    add("names as numbers", 5004, enquirerFirstName=42, enquirerSurname=3.5, residentFirstName=True)
+    add(
+        "names as lists",
+        5005,
+        enquirerFirstName=["Eve", "<!channel>"],
+        enquirerSurname=[["<script>"]],
+        residentFirstName=[],
+    )
+    add(
+        "names as objects",
+        5006,
+        enquirerFirstName={"first": "<!here>"},
+        enquirerSurname={"a": {"b": "<img src=x onerror=alert(1)>"}},
+    )
+    add(
+        "content as an object",
+        5007,
+        content={"html": "<script>alert(1)</script>", "n": [1, 2, None]},
+    )
     add("service as a number", 5008, service=100000)
     add("service as a string", 5009, service={"id": "100000", "name": 7, "postcode": None})
     add("category as a number", 5010, category=4)
     add("category name as a number", 5011, category={"id": "6", "name": 6})
     add("date as a number", 5012, date=1624803449)
     add("specific data as a string", 5013, categorySpecificData="<!channel>")
-    add("permissions as strings", 5014, specific={"emailPermission": "false",
-                                                  "phonePermission": "no"})
-    add("budget as text", 5015, specific={"budget_min": "£1,000", "budget_max": "lots",
-                                          "budgetType": ["Weekly"]})
+    add(
+        "permissions as strings",
+        5014,
+        specific={"emailPermission": "false", "phonePermission": "no"},
+    )
+    add(
+        "budget as text",
+        5015,
+        specific={"budget_min": "£1,000", "budget_max": "lots", "budgetType": ["Weekly"]},
+    )
     add("visit date as a number", 5016, specific={"visitDate": 20210701, "visitTime": 1400})
-    add("lists nested", 5017, onBehalfOf=["Family member", ["<!channel>", ["deeper"]]],
-        funding=3, timescales={"a": 1})
-    add("nulls everywhere", 5018, to=None, enquirerFirstName=None, enquirerSurname=None,
-        residentFirstName=None, residentSurname=None, telephone=None, content=None,
-        funding=None, timescales=None, onBehalfOf=None)
+    add(
+        "lists nested",
+        5017,
+        onBehalfOf=["Family member", ["<!channel>", ["deeper"]]],
+        funding=3,
+        timescales={"a": 1},
+    )
+    add(
+        "nulls everywhere",
+        5018,
+        to=None,
+        enquirerFirstName=None,
+        enquirerSurname=None,
+        residentFirstName=None,
+        residentSurname=None,
+        telephone=None,
+        content=None,
+        funding=None,
+        timescales=None,
+        onBehalfOf=None,
+    )
     add("is anonymised yes", 5019, isAnonymised="yes")
     add("is anonymised 1", 5020, isAnonymised=1)
     add("booleans as text", 5021, telephone=False, content=True)
-    add("floats", 5022, id=5022.0, telephone=1e308,
-        specific={"budget_min": -0.0, "budget_max": 1e300})
-    add("unknown fields", 5023, extraField="<!channel>", currentCircumstances=["Hospital"],
-        specific={"careType": "<script>"})
+    add(
+        "floats",
+        5022,
+        id=5022.0,
+        telephone=1e308,
+        specific={"budget_min": -0.0, "budget_max": 1e300},
+    )
+    add(
+        "unknown fields",
+        5023,
+        extraField="<!channel>",
+        currentCircumstances=["Hospital"],
+        specific={"careType": "<script>"},
+    )
     add("year one", 5024, date="0001-01-01T00:00:00Z")
     add("year 9999", 5025, date="9999-12-31T23:59:59Z")
     return out
@@ -310,25 +385,36 @@ def _type_confusion() -> list[Hostile]:
 def _special() -> list[Hostile]:
     out = []
     crlf = base_record(6001, category=6, service=200000)
-    crlf.update(enquirerFirstName="Eve\r\nBcc: victim@evil.example",
-                enquirerSurname="\r\n\r\n<script>alert(1)</script>",
-                residentFirstName="Mallory\nCc: x@evil.example",
-                **{"from": "a@b.example\r\nBcc: x@evil.example"})
+    crlf.update(
+        enquirerFirstName="Eve\r\nBcc: victim@evil.example",
+        enquirerSurname="\r\n\r\n<script>alert(1)</script>",
+        residentFirstName="Mallory\nCc: x@evil.example",
+        **{"from": "a@b.example\r\nBcc: x@evil.example"},
+    )
     out.append(Hostile("header injection in names and from", crlf))
-    for i, sender in enumerate([
-            "a@b.example\r\nBcc: x@evil.example", "a@b.example\nBcc: x@evil.example",
-            "a@b.example\x00Bcc: x@evil.example", "a@b.example, x@evil.example",
-            '"Autumna" <support@evil.example>', "a@b.example\rTo: x@evil.example",
-            "a@b.example;x@evil.example", "=?utf-8?q?a=0D=0ABcc:x@evil.example?=@b.example",
-            "x@evil.example (comment)\r\n", "a@[127.0.0.1]"]):
+    for i, sender in enumerate(
+        [
+            "a@b.example\r\nBcc: x@evil.example",
+            "a@b.example\nBcc: x@evil.example",
+            "a@b.example\x00Bcc: x@evil.example",
+            "a@b.example, x@evil.example",
+            '"Autumna" <support@evil.example>',
+            "a@b.example\rTo: x@evil.example",
+            "a@b.example;x@evil.example",
+            "=?utf-8?q?a=0D=0ABcc:x@evil.example?=@b.example",
+            "x@evil.example (comment)\r\n",
+            "a@[127.0.0.1]",
+        ]
+    ):
         record = base_record(6010 + i, category=6, service=100000)
         record["from"] = sender
         out.append(Hostile(f"reply-to injection {i}: {sender!r}", record))
     urgent = everywhere(KITCHEN_SINK, 6030, category=4, service=100000)
     out.append(Hostile("kitchen sink, urgent, known home", urgent))
     big = base_record(6040, category=1, service=UNKNOWN_HOME)
-    big["content"] = ("<!channel> <script>alert(1)</script> [x](https://evil.example) " * 20_000
-                      )[:1_000_000]
+    big["content"] = ("<!channel> <script>alert(1)</script> [x](https://evil.example) " * 20_000)[
+        :1_000_000
+    ]
     out.append(Hostile("1 MB of content", big))
     wide = everywhere("<!here> &<>" * 2_000, 6041, category=2, service=UNKNOWN_HOME)
     out.append(Hostile("20 KB in every field", wide))
@@ -336,12 +422,16 @@ def _special() -> list[Hostile]:
     lines["content"] = "\n".join(f"- line {i} <!channel>" for i in range(5000))
     out.append(Hostile("5000 lines", lines))
     surrogates = base_record(6043, category=1, service=100000)
-    surrogates.update(content="lone \ud800 high and \udfff low", enquirerFirstName="\udc80",
-                      telephone="\ud83d")
+    surrogates.update(
+        content="lone \ud800 high and \udfff low", enquirerFirstName="\udc80", telephone="\ud83d"
+    )
     out.append(Hostile("lone surrogates", surrogates))
     for i, (where, encoded) in enumerate(ENCODED_WORDS.items()):
-        record = base_record(6050 + i, category=99 if where == "category" else 1,
-                             service=UNKNOWN_HOME if where in ("home", "category") else 100000)
+        record = base_record(
+            6050 + i,
+            category=99 if where == "category" else 1,
+            service=UNKNOWN_HOME if where in ("home", "category") else 100000,
+        )
         if where == "home":
             record["service"]["name"] = encoded
         elif where == "category":
@@ -360,13 +450,19 @@ def _build_corpus() -> list[Hostile]:
     services = (100000, 200000, UNKNOWN_HOME)
     for i, (name, text) in enumerate(TEXTS.items()):
         builder = everywhere_as_list if i % 2 else everywhere
-        corpus.append(Hostile(name, builder(text, 1000 + i, category=i % 8 + 1,
-                                            service=services[i % 3])))
+        corpus.append(
+            Hostile(name, builder(text, 1000 + i, category=i % 8 + 1, service=services[i % 3]))
+        )
     for category in (1, 2, 6, 7, 8):
-        corpus.append(Hostile(f"kitchen sink, category {category}",
-                              everywhere(KITCHEN_SINK, 2000 + category, category=category)))
-    corpus.append(Hostile("kitchen sink, unknown category",
-                          everywhere(KITCHEN_SINK, 2009, category=77)))
+        corpus.append(
+            Hostile(
+                f"kitchen sink, category {category}",
+                everywhere(KITCHEN_SINK, 2000 + category, category=category),
+            )
+        )
+    corpus.append(
+        Hostile("kitchen sink, unknown category", everywhere(KITCHEN_SINK, 2009, category=77))
+    )
     return corpus + _special() + _type_confusion()
 
 
@@ -388,22 +484,23 @@ def good_record(lead_id: int) -> str:
 # PollError: never another exception.
 BAD_BODIES: dict[str, bytes] = {
     "invalid utf-8 in a string": b'[{"id": 1, "category": 1, "content": "caf\xe9 \xff\xfe '
-                                 b'\xc0\xbc \x80"}]',
+    b'\xc0\xbc \x80"}]',
     "utf-8 encoded surrogate": b'[{"id": 1, "category": 1, "content": "\xed\xa0\x80x"}]',
     "json lone surrogates": b'[{"id": 1, "category": 1, "content": "\\ud800 and \\udfff", '
-                            b'"enquirerFirstName": "\\udc00", "telephone": "\\ud83d"}]',
+    b'"enquirerFirstName": "\\udc00", "telephone": "\\ud83d"}]',
     "utf-8 bom": b'\xef\xbb\xbf[{"id": 1, "category": 1}]',
     "utf-16": '[{"id": 1, "category": 1}]'.encode("utf-16"),
     "latin-1": '[{"id": 1, "category": 1, "content": "café"}]'.encode("latin-1"),
     "raw control characters": b'[{"id": 1, "category": 1, "content": "a\x00b\x1b[2Jc\r\nd"}]',
     "nested 100000 arrays": nested(100_000).encode(),
     "nested 100000 objects": (b'{"a":' * 100_000) + b"1" + (b"}" * 100_000),
-    "nested 1000 in a lead": ('[{"id": 1, "category": 1, "content": ' + nested(1000)
-                              + "}]").encode(),
+    "nested 1000 in a lead": (
+        '[{"id": 1, "category": 1, "content": ' + nested(1000) + "}]"
+    ).encode(),
     "truncated": b'[{"id": 1, "category": 1, "content": "abc',
     "html error page": b"<html><body><h1>502 Bad Gateway</h1>\x1b[31m</body></html>",
     "error with escapes": b'{"message": "\\u001b[2J\\u001b]8;;https://evil.example\\u0007x'
-                          b'\\u001b]8;;\\u0007 \\u202e down"}',
+    b'\\u001b]8;;\\u0007 \\u202e down"}',
     "top-level string": b'"<!channel>"',
     "top-level number": b"42",
     "null": b"null",
@@ -432,15 +529,14 @@ POISON_RECORDS: dict[str, str] = {
     "id above 2**63": '{"id": 100000000000000000000000000000, "category": 1}',
     "category id above 2**63": '{"id": 9004, "category": {"id": 100000000000000000000000}}',
     "service id above 2**63": '{"id": 9005, "category": 1, '
-                              '"service": {"id": 100000000000000000000000}}',
+    '"service": {"id": 100000000000000000000000}}',
     "budget of 400 digits": '{"id": 9006, "category": 6, "categorySpecificData": '
-                            '{"budget_min": 1' + "0" * 400 + "}}",
+    '{"budget_min": 1' + "0" * 400 + "}}",
     "budget NaN and Infinity": '{"id": 9007, "category": 6, "categorySpecificData": '
-                               '{"budget_min": NaN, "budget_max": Infinity}}',
-    "date before year 1 in UTC": '{"id": 9008, "category": 1, '
-                                 '"date": "0001-01-01T00:00:00+01:00"}',
+    '{"budget_min": NaN, "budget_max": Infinity}}',
+    "date before year 1 in UTC": '{"id": 9008, "category": 1, "date": "0001-01-01T00:00:00+01:00"}',
     "date after year 9999 in UTC": '{"id": 9009, "category": 1, '
-                                   '"date": "9999-12-31T23:59:59-01:00"}',
+    '"date": "9999-12-31T23:59:59-01:00"}',
     "date in year 1": '{"id": 9010, "category": 1, "date": "0001-01-01T00:00:00Z"}',
     "a field nested 70 deep": '{"id": 9011, "category": 1, "x": ' + nested(70) + "}",
     "a field nested 100000 deep": '{"id": 9012, "category": 1, "x": ' + nested(100_000) + "}",
@@ -476,8 +572,7 @@ def routed_facts(lead: Lead, config: Config) -> Facts:
     return Facts(routing.urgent, routing.unrouted, notes)
 
 
-def allowed_mentions(lead: Lead, config: Config, facts: Facts, channel: Channel
-                     ) -> frozenset[str]:
+def allowed_mentions(lead: Lead, config: Config, facts: Facts, channel: Channel) -> frozenset[str]:
     """The one mention leadbot adds: the home's manager, on Slack, for an urgent lead."""
     home = config.homes.get(lead.service.id) if lead.service.id is not None else None
     manager = home.attributes.get("manager_slack") if home else None
@@ -494,8 +589,9 @@ def email_bytes(message: Message, sender: str = SENDER) -> bytes:
     return out.getvalue()
 
 
-def render_output(renderer: Renderer, lead: Lead, target: Target, facts: Facts,
-                  config: Config) -> Output:
+def render_output(
+    renderer: Renderer, lead: Lead, target: Target, facts: Facts, config: Config
+) -> Output:
     message = renderer.render(lead, target, facts)
     payload = email_bytes(message) if target.channel is Channel.EMAIL else message.payload
     return Output(target, facts, payload, allowed_mentions(lead, config, facts, target.channel))
@@ -505,8 +601,11 @@ def every_output(renderer: Renderer, lead: Lead, config: Config) -> Iterator[Out
     """The lead rendered for each channel at both privacy levels, as routed (urgent or not), and
     for each target its routing picked."""
     facts = routed_facts(lead, config)
-    targets = [Target(channel, ADDRESSES[channel], "hostile", privacy)
-               for channel in Channel for privacy in PRIVACY_LEVELS]
+    targets = [
+        Target(channel, ADDRESSES[channel], "hostile", privacy)
+        for channel in Channel
+        for privacy in PRIVACY_LEVELS
+    ]
     targets += route(lead, config).targets
     for target in targets:
         yield render_output(renderer, lead, target, facts, config)
@@ -516,17 +615,21 @@ def every_output(renderer: Renderer, lead: Lead, config: Config) -> Iterator[Out
 
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 (but tab, newline), DEL, C1
 BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
-LIVE_URL = re.compile(r"(?i)\b(?:https?|ftp|file|javascript|vbscript|data):(?![\u2060\s…]|$)|"
-                      r"\bwww\.(?!\u2060)")
+LIVE_URL = re.compile(
+    r"(?i)\b(?:https?|ftp|file|javascript|vbscript|data):(?![\u2060\s…]|$)|"
+    r"\bwww\.(?!\u2060)"
+)
 SLACK_LIVE = ("<!", "<@", "<#", "<http", "<mailto", "<tel")
 
 
 def text_problems(where: str, text: str) -> list[str]:
     """What no text meant for people may contain: controls, bidi overrides, a live URL."""
     found = []
-    for pattern, what in ((CONTROLS, "a control character"),
-                          (BIDI_OVERRIDES, "a bidi override or isolate"),
-                          (LIVE_URL, "a live URL")):
+    for pattern, what in (
+        (CONTROLS, "a control character"),
+        (BIDI_OVERRIDES, "a bidi override or isolate"),
+        (LIVE_URL, "a live URL"),
+    ):
         match = pattern.search(text)
         if match:
             found.append(f"{where}: {what} {match[0]!r} in {_around(text, match.start())}")
@@ -534,7 +637,7 @@ def text_problems(where: str, text: str) -> list[str]:
 
 
 def _around(text: str, at: int, width: int = 40) -> str:
-    return repr(text[max(0, at - width): at + width])
+    return repr(text[max(0, at - width) : at + width])
 
 
 def terminal_problems(text: str) -> list[str]:
@@ -581,8 +684,10 @@ def slack_problems(payload: dict[str, Any], mentions: frozenset[str] = frozenset
             bare = bare.replace(mention, "")
         for live in SLACK_LIVE:
             if live in bare.lower():
-                found.append(f"{where}: live Slack syntax {live!r} in "
-                             f"{_around(bare, bare.lower().index(live))}")
+                found.append(
+                    f"{where}: live Slack syntax {live!r} in "
+                    f"{_around(bare, bare.lower().index(live))}"
+                )
         for pattern, what in ((r"[<>]", "< or >"), (r"&(?!amp;|lt;|gt;)", "&")):
             match = re.search(pattern, bare)
             if match:
@@ -637,8 +742,12 @@ def html_tags(markup: str) -> tuple[set[tuple[str, str, str]], str]:
 
 
 def teams_text_blocks(payload: dict[str, Any]) -> list[str]:
-    return [block["text"] for attachment in payload.get("attachments", [])
-            for block in attachment["content"].get("body", []) if block.get("type") == "TextBlock"]
+    return [
+        block["text"]
+        for attachment in payload.get("attachments", [])
+        for block in attachment["content"].get("body", [])
+        if block.get("type") == "TextBlock"
+    ]
 
 
 def teams_problems(payload: dict[str, Any], baseline: set[tuple[str, str, str]]) -> list[str]:
@@ -651,26 +760,43 @@ def teams_problems(payload: dict[str, Any], baseline: set[tuple[str, str, str]])
         rendered = MARKDOWN_IT.render(text)
         for bad in ("<a ", "<img", "<script"):
             if bad in rendered:
-                found.append(f"TextBlock {i}: Markdown makes {bad!r}: "
-                             f"{_around(rendered, rendered.index(bad))}")
+                found.append(
+                    f"TextBlock {i}: Markdown makes {bad!r}: "
+                    f"{_around(rendered, rendered.index(bad))}"
+                )
         triples, _ = html_tags(rendered)
         # An indented line becomes a code block in CommonMark; Adaptive Cards render no code
         # blocks, and a code block can neither link nor spoof, so it is let through.
         extra = {t for t in triples - baseline if t[0] not in ("pre", "code")}
         if extra:
-            found.append(f"TextBlock {i}: Markdown makes elements the template does not: "
-                         f"{sorted(extra)[:5]}")
+            found.append(
+                f"TextBlock {i}: Markdown makes elements the template does not: {sorted(extra)[:5]}"
+            )
     return found
 
 
-EMAIL_HEADERS = {"subject", "from", "to", "date", "message-id", "mime-version", "content-type",
-                 "content-transfer-encoding", "reply-to"}
+EMAIL_HEADERS = {
+    "subject",
+    "from",
+    "to",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "reply-to",
+}
 PRIORITY_HEADERS = {"x-priority", "importance", "priority"}
 HEADER_LINE = re.compile(rb"^([!-9;-~]+):")
 
 
-def email_problems(raw: bytes, target: Target, urgent: bool,
-                   baseline: set[tuple[str, str, str]], reply_to: str | None = None) -> list[str]:
+def email_problems(
+    raw: bytes,
+    target: Target,
+    urgent: bool,
+    baseline: set[tuple[str, str, str]],
+    reply_to: str | None = None,
+) -> list[str]:
     """`raw` as it went over SMTP. `reply_to`: the one address Reply-To may name, if any."""
     found = []
     head, _, _ = raw.partition(b"\r\n\r\n")
@@ -714,8 +840,9 @@ def email_problems(raw: bytes, target: Target, urgent: bool,
     triples, visible = html_tags(markup)
     extra = triples - baseline
     if extra:
-        found.append(f"HTML part has elements or attributes the template does not: "
-                     f"{sorted(extra)[:5]}")
+        found.append(
+            f"HTML part has elements or attributes the template does not: {sorted(extra)[:5]}"
+        )
     found += text_problems("HTML text", visible)
     return found
 
@@ -726,8 +853,9 @@ def output_problems(output: Output, lead: Lead, baselines: Baselines) -> list[st
     if output.channel is Channel.TEAMS:
         return teams_problems(output.payload, baselines.markdown)
     reply_to = expected_reply_to(lead, output.target)
-    return email_problems(output.payload, output.target, output.facts.urgent, baselines.html,
-                          reply_to)
+    return email_problems(
+        output.payload, output.target, output.facts.urgent, baselines.html, reply_to
+    )
 
 
 def expected_reply_to(lead: Lead, target: Target) -> str | None:
@@ -776,8 +904,9 @@ def baselines(config_path: Path = ROOT_RULES) -> Baselines:
                         target = Target(channel, ADDRESSES[channel], "baseline", privacy)
                         message = renderer.render(lead, target, facts)
                         if channel is Channel.EMAIL:
-                            parsed = email.message_from_bytes(email_bytes(message),
-                                                              policy=email.policy.default)
+                            parsed = email.message_from_bytes(
+                                email_bytes(message), policy=email.policy.default
+                            )
                             body = parsed.get_body(("html",))
                             html_triples |= html_tags(body.get_content())[0]
                         else:
@@ -874,14 +1003,30 @@ class Installation:
         return self.folder / "leadbot.db"
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bot", "--config", str(self.config), "--db", str(self.db),
-                *args]
+        return [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(self.config),
+            "--db",
+            str(self.db),
+            *args,
+        ]
 
-    def run(self, *args: str, timeout: float = 60, **env: str | None
-            ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(self.command(*args), env=self.environment(**env), cwd=self.folder,
-                              capture_output=True, text=True, timeout=timeout, check=False,
-                              errors="surrogateescape")
+    def run(
+        self, *args: str, timeout: float = 60, **env: str | None
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            self.command(*args),
+            env=self.environment(**env),
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            errors="surrogateescape",
+        )
         self.outputs += [done.stdout, done.stderr]
         return done
 
@@ -895,9 +1040,15 @@ class Installation:
         return env
 
     def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(*args), env=self.environment(**env),
-                                cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, errors="surrogateescape")
+        return subprocess.Popen(
+            self.command(*args),
+            env=self.environment(**env),
+            cwd=self.folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="surrogateescape",
+        )
 
     def files(self) -> dict[Path, bytes]:
         """Every file in the folder (the database, its -wal and -shm, the lock, anything else)."""
@@ -905,26 +1056,44 @@ class Installation:
 
 
 @contextmanager
-def installation(folder: Path, documents: Iterable[str] = (), *, api_key: str,
-                 slack_token: str = "xoxb-hostile-test-token", smtp_user: str = "leadbot",
-                 smtp_password: str = "smtp-hostile-test-password", retention: str = "90d",
-                 alert_after: str = "15m",
-                 destinations: str = "", rules: str = "", teams_vars: Iterable[str] = (),
-                 ) -> Iterator[Installation]:
+def installation(
+    folder: Path,
+    documents: Iterable[str] = (),
+    *,
+    api_key: str,
+    slack_token: str = "xoxb-hostile-test-token",
+    smtp_user: str = "leadbot",
+    smtp_password: str = "smtp-hostile-test-password",
+    retention: str = "90d",
+    alert_after: str = "15m",
+    destinations: str = "",
+    rules: str = "",
+    teams_vars: Iterable[str] = (),
+) -> Iterator[Installation]:
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         autumna = stack.enter_context(AutumnaStandin(list(documents), api_key=api_key))
         slack = stack.enter_context(SlackStandin(token=slack_token))
         teams = stack.enter_context(TeamsStandin())
-        smtp = stack.enter_context(SmtpStandin(tls="starttls", username=smtp_user,
-                                               password=smtp_password))
+        smtp = stack.enter_context(
+            SmtpStandin(tls="starttls", username=smtp_user, password=smtp_password)
+        )
         config = folder / "rules.toml"
-        config.write_text(E2E_RULES.format(retention=retention, alert_after=alert_after,
-                                           sender=SENDER,
-                                           ca_file=smtp.ca_file, destinations=destinations,
-                                           rules=rules), encoding="utf-8")
-        webhooks = {var: teams.url(var.removeprefix("TEAMS_").removesuffix("_WEBHOOK").lower())
-                    for var in (*TEAMS_VARS, *teams_vars)}
+        config.write_text(
+            E2E_RULES.format(
+                retention=retention,
+                alert_after=alert_after,
+                sender=SENDER,
+                ca_file=smtp.ca_file,
+                destinations=destinations,
+                rules=rules,
+            ),
+            encoding="utf-8",
+        )
+        webhooks = {
+            var: teams.url(var.removeprefix("TEAMS_").removesuffix("_WEBHOOK").lower())
+            for var in (*TEAMS_VARS, *teams_vars)
+        }
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(folder),

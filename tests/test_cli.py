@@ -41,13 +41,17 @@ WEBHOOK = "https://prod-42.uksouth.logic.azure.com/workflows/abc/triggers/manual
 
 def bare_env(folder: Path, **variables: str) -> dict[str, str]:
     """A clean environment: no Autumna key (so the demo), no tokens, unless given."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder),
-            "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **variables}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **variables,
+    }
 
 
 def leadbot(folder: Path, *args: str, **variables: str) -> Result:
-    return run_leadbot([sys.executable, "-m", "bot", *args], bare_env(folder, **variables),
-                       folder)
+    return run_leadbot([sys.executable, "-m", "bot", *args], bare_env(folder, **variables), folder)
 
 
 # --- check -----------------------------------------------------------------------------------
@@ -61,9 +65,16 @@ def test_check_accepts_the_root_rules_toml(tmp_path: Path) -> None:
 
 
 def test_check_with_every_secret_set_checks_the_environment_too(tmp_path: Path) -> None:
-    result = leadbot(tmp_path, "check", "--config", str(ROOT_RULES), AUTUMNA_API_KEY=API_KEY,
-                     SLACK_BOT_TOKEN=SLACK_TOKEN, TEAMS_OPS_WEBHOOK=WEBHOOK + "opsSig1",
-                     TEAMS_NORTH_WEBHOOK=WEBHOOK + "northSig2")
+    result = leadbot(
+        tmp_path,
+        "check",
+        "--config",
+        str(ROOT_RULES),
+        AUTUMNA_API_KEY=API_KEY,
+        SLACK_BOT_TOKEN=SLACK_TOKEN,
+        TEAMS_OPS_WEBHOOK=WEBHOOK + "opsSig1",
+        TEAMS_NORTH_WEBHOOK=WEBHOOK + "northSig2",
+    )
     assert result.returncode == 0, result.stderr
     assert "every secret and endpoint is set" in result.stdout
     for secret in (API_KEY, SLACK_TOKEN, "opsSig1", "northSig2"):
@@ -155,8 +166,15 @@ def test_check_names_each_missing_environment_variable(tmp_path: Path) -> None:
         assert re.search(rf"^environment: {variable} is not set", result.stderr, re.M), variable
     assert "3 problems to fix." in result.stderr
 
-    partly = leadbot(tmp_path, "--config", str(ROOT_RULES), "check", AUTUMNA_API_KEY=API_KEY,
-                     SLACK_BOT_TOKEN=SLACK_TOKEN, TEAMS_OPS_WEBHOOK=WEBHOOK + "opsSig1")
+    partly = leadbot(
+        tmp_path,
+        "--config",
+        str(ROOT_RULES),
+        "check",
+        AUTUMNA_API_KEY=API_KEY,
+        SLACK_BOT_TOKEN=SLACK_TOKEN,
+        TEAMS_OPS_WEBHOOK=WEBHOOK + "opsSig1",
+    )
     assert partly.returncode == 2
     assert "TEAMS_NORTH_WEBHOOK is not set" in partly.stderr
     assert "SLACK_BOT_TOKEN" not in partly.stderr and "TEAMS_OPS_WEBHOOK" not in partly.stderr
@@ -175,7 +193,8 @@ def test_run_refuses_to_start_with_a_variable_missing(world: World) -> None:
 
 @pytest.mark.parametrize("lead_file", PUBLISHED, ids=[p.name for p in PUBLISHED])
 def test_explain_shows_rules_destinations_and_messages_and_sends_nothing(
-        world: World, lead_file: Path) -> None:
+    world: World, lead_file: Path
+) -> None:
     key, expected = PUBLISHED_ROUTES[lead_file.name]
     result = world.run("explain", str(lead_file))
     assert result.returncode == 0, result.stderr
@@ -229,8 +248,20 @@ def test_status_shows_the_leads_and_each_deliverys_state(world: World) -> None:
     assert world.once().returncode == 0
 
     # options after the command work too
-    result = run_leadbot([sys.executable, "-m", "bot", "status", "--config", str(world.config),
-                          "--db", str(world.db)], world.env(), world.folder)
+    result = run_leadbot(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "status",
+            "--config",
+            str(world.config),
+            "--db",
+            str(world.db),
+        ],
+        world.env(),
+        world.folder,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"default: last success", out)
@@ -246,8 +277,9 @@ def test_status_shows_the_leads_and_each_deliverys_state(world: World) -> None:
 
 
 def test_status_without_a_database_says_so(tmp_path: Path) -> None:
-    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "--db", str(tmp_path / "none.db"),
-                     "status")
+    result = leadbot(
+        tmp_path, "--config", str(ROOT_RULES), "--db", str(tmp_path / "none.db"), "status"
+    )
     assert result.returncode == 1
     assert "no database" in result.stderr and "none.db" in result.stderr
     assert not (tmp_path / "none.db").exists()
@@ -256,15 +288,25 @@ def test_status_without_a_database_says_so(tmp_path: Path) -> None:
 # --- usage, help, python -m bot ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    [],
-    ["frobnicate"],
-    ["run", "--bogus"],
-    ["--log-level", "LOUD", "status"],
-    ["explain"],
-    ["status", "--limit", "many"],
-], ids=["no-command", "unknown-command", "unknown-option", "bad-log-level", "missing-file",
-        "bad-limit"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["run", "--bogus"],
+        ["--log-level", "LOUD", "status"],
+        ["explain"],
+        ["status", "--limit", "many"],
+    ],
+    ids=[
+        "no-command",
+        "unknown-command",
+        "unknown-option",
+        "bad-log-level",
+        "missing-file",
+        "bad-limit",
+    ],
+)
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     result = leadbot(tmp_path, *args)
     assert result.returncode == 2
@@ -298,15 +340,18 @@ def test_run_once_without_a_key_runs_the_demo_into_leadbot_demo(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "Demo summary" in result.stdout
     demo = tmp_path / "leadbot-demo"
-    slack, email, teams = (sorted((demo / c).glob(f"*.{ext}")) for c, ext in
-                           (("slack", "json"), ("email", "eml"), ("teams", "json")))
+    slack, email, teams = (
+        sorted((demo / c).glob(f"*.{ext}"))
+        for c, ext in (("slack", "json"), ("email", "eml"), ("teams", "json"))
+    )
     assert slack and email and teams
     for path in slack:
         payload = json.loads(path.read_text(encoding="utf-8"))
         validate_slack_message(payload)
         assert payload["metadata"]["event_type"] == "autumna_lead"
-    validate_teams_messages([json.loads(p.read_text(encoding="utf-8")) for p in teams],
-                            use_node=False)
+    validate_teams_messages(
+        [json.loads(p.read_text(encoding="utf-8")) for p in teams], use_node=False
+    )
     for path in email:
         message = parse_email(path.read_bytes())
         assert_multipart_alternative(message)

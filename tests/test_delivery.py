@@ -62,16 +62,21 @@ def assert_ran(result: Result, code: int = 0) -> None:
 
 def statuses(world_or_db: World | Path) -> dict[Key, str]:
     db = world_or_db.db if isinstance(world_or_db, World) else world_or_db
-    return {(r["subject"], r["channel"], r["address"]): r["status"]
-            for r in query(db, "SELECT * FROM deliveries")}
+    return {
+        (r["subject"], r["channel"], r["address"]): r["status"]
+        for r in query(db, "SELECT * FROM deliveries")
+    }
 
 
 def ops_notices(world: World) -> list[str]:
     """The text of each card the ops webhook accepted, with Teams' Markdown escapes undone."""
-    return ["\n".join(block["text"].replace("\\", "") for card in request.cards
-                      for block in card["body"])
-            for request in world.teams.requests
-            if request.webhook == "ops" and request.status == 202]
+    return [
+        "\n".join(
+            block["text"].replace("\\", "") for card in request.cards for block in card["body"]
+        )
+        for request in world.teams.requests
+        if request.webhook == "ops" and request.status == 202
+    ]
 
 
 def section(output: str, title: str) -> list[str]:
@@ -79,7 +84,7 @@ def section(output: str, title: str) -> list[str]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
     found = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("  "):
             break
         found.append(line.strip())
@@ -93,18 +98,21 @@ def test_a_throttled_slack_channel_delays_no_other_channel(world: World) -> None
     """#rose-lodge answers three 429s (Retry-After: 1) in a row; the manager's DMs, the other
     home's channel, Teams and email all finish while it waits, and it then goes at the steady
     rate of one a second."""
-    world.autumna.add(visit(1811), visit(1813), visit(1815, service=200000),
-                      published_by_key()["4:2000"])
+    world.autumna.add(
+        visit(1811), visit(1813), visit(1815, service=200000), published_by_key()["4:2000"]
+    )
     world.slack.add_channel("#rose-lodge")  # so the stand-in counts its 429s by channel id
-    world.slack.fail_next(3, status=429, retry_after=1, method="chat.postMessage",
-                          channel="#rose-lodge")
+    world.slack.fail_next(
+        3, status=429, retry_after=1, method="chat.postMessage", channel="#rose-lodge"
+    )
     assert_ran(world.once())
 
     throttled = sorted(world.slack.messages_for("#rose-lodge"), key=arrived_at)
     others = [m for m in world.slack.messages if m not in throttled]
     assert sorted(slack_key(m) for m in throttled) == ["2:1811", "2:1813", "4:2000"]
     assert Counter(m.channel_arg for m in others) == Counter(
-        {ROSE_MANAGER_SLACK: 2, "#willow-house": 1, WILLOW_MANAGER_SLACK: 1})
+        {ROSE_MANAGER_SLACK: 2, "#willow-house": 1, WILLOW_MANAGER_SLACK: 1}
+    )
     assert world.slack.ratelimited_count("#rose-lodge") == 3
 
     began = min(arrived_at(m) for m in others)
@@ -115,8 +123,7 @@ def test_a_throttled_slack_channel_delays_no_other_channel(world: World) -> None
     assert max(arrived_at(m) for m in others) < began + 1.0
     elsewhere = world.query("SELECT * FROM deliveries WHERE channel IN ('teams', 'email')")
     assert len(elsewhere) == 6  # four to the group webhook, two emails
-    assert all(row["sent_at"] is not None and row["sent_at"] < first_through
-               for row in elsewhere)
+    assert all(row["sent_at"] is not None and row["sent_at"] < first_through for row in elsewhere)
     # after a 429, the channel goes at the steady rate, with no burst
     gaps = [arrived_at(b) - arrived_at(a) for a, b in itertools.pairwise(throttled)]
     assert all(gap >= 0.95 for gap in gaps), gaps
@@ -126,8 +133,7 @@ def test_a_throttled_slack_channel_delays_no_other_channel(world: World) -> None
 # --- dead letters --------------------------------------------------------------------------
 
 
-def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(
-        world: World) -> None:
+def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(world: World) -> None:
     """Every destination of two visit requests fails for good at once: six dead deliveries
     with their reasons, one notice to ops naming all six, and each lead on the fallback."""
     world.autumna.add(visit(1811), visit(1813))
@@ -136,14 +142,25 @@ def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(
     world.teams.fail_next(2, 404, webhook="group")
     assert_ran(world.once())
 
-    rows = {(r["subject"], r["channel"], r["address"]): r
-            for r in world.query("SELECT * FROM deliveries WHERE subject LIKE '2:%'")}
-    reasons = {"#rose-lodge": "Slack error channel_not_found",
-               ROSE_MANAGER_SLACK: "Slack error user_not_found", GROUP: "HTTP 404 from Teams"}
+    rows = {
+        (r["subject"], r["channel"], r["address"]): r
+        for r in world.query("SELECT * FROM deliveries WHERE subject LIKE '2:%'")
+    }
+    reasons = {
+        "#rose-lodge": "Slack error channel_not_found",
+        ROSE_MANAGER_SLACK: "Slack error user_not_found",
+        GROUP: "HTTP 404 from Teams",
+    }
     assert {k: r["status"] for k, r in rows.items()} == {
-        **{(lead, channel, address): "dead" for lead in ("2:1811", "2:1813")
-           for channel, address in (("slack", "#rose-lodge"), ("slack", ROSE_MANAGER_SLACK),
-                                    ("teams", GROUP))},
+        **{
+            (lead, channel, address): "dead"
+            for lead in ("2:1811", "2:1813")
+            for channel, address in (
+                ("slack", "#rose-lodge"),
+                ("slack", ROSE_MANAGER_SLACK),
+                ("teams", GROUP),
+            )
+        },
         ("2:1811", "slack", "#leads-fallback"): "sent",
         ("2:1813", "slack", "#leads-fallback"): "sent",
     }
@@ -161,9 +178,12 @@ def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(
     assert listed == {
         f"• {lead} → {label} ({channel} {address}): {reasons[address]}"
         for lead in ("2:1811", "2:1813")
-        for label, channel, address in (("home.slack", "slack", "#rose-lodge"),
-                                        ("home.manager_slack", "slack", ROSE_MANAGER_SLACK),
-                                        ("group-teams", "teams", GROUP))}
+        for label, channel, address in (
+            ("home.slack", "slack", "#rose-lodge"),
+            ("home.manager_slack", "slack", ROSE_MANAGER_SLACK),
+            ("group-teams", "teams", GROUP),
+        )
+    }
     assert "Every destination of 2:1811, 2:1813 failed, so they go to the fallback" in notice
     assert "leadbot resend --dead" in notice
 
@@ -193,8 +213,7 @@ def test_one_dead_delivery_among_live_ones_is_announced_but_not_rescued(world: W
 # --- transient failures: retried with growing delays, delivered once -----------------------------
 
 
-def test_transient_failures_are_retried_later_and_later_then_delivered_once(
-        world: World) -> None:
+def test_transient_failures_are_retried_later_and_later_then_delivered_once(world: World) -> None:
     world.config = write_rules(world.folder, world.smtp.ca_file, extra=SLOW_RETRIES)
     world.autumna.add(published_by_key()["1:2000"])  # to the group Teams webhook only
     world.teams.fail_next(2, 503, webhook="group")
@@ -213,8 +232,11 @@ def test_transient_failures_are_retried_later_and_later_then_delivered_once(
     assert first["next_attempt_at"] - before >= 30
     assert first["next_attempt_at"] - after <= 60
     status = world.run("status").stdout
-    assert re.search(r"retrying teams TEAMS_GROUP_WEBHOOK \(group-teams\), 1 attempt, "
-                     r"next .*: HTTP 503 from Teams", status)
+    assert re.search(
+        r"retrying teams TEAMS_GROUP_WEBHOOK \(group-teams\), 1 attempt, "
+        r"next .*: HTTP 503 from Teams",
+        status,
+    )
 
     world.make_retries_due()
     second, before, after = attempt()
@@ -223,8 +245,9 @@ def test_transient_failures_are_retried_later_and_later_then_delivered_once(
     assert second["next_attempt_at"] - after <= 120
     assert second["next_attempt_at"] > first["next_attempt_at"]
     assert second["first_attempt_at"] == first["first_attempt_at"]
-    assert re.search(r"retrying teams TEAMS_GROUP_WEBHOOK .*2 attempts, next ",
-                     world.run("status").stdout)
+    assert re.search(
+        r"retrying teams TEAMS_GROUP_WEBHOOK .*2 attempts, next ", world.run("status").stdout
+    )
 
     world.make_retries_due()  # the outage is over
     third, _, _ = attempt()
@@ -257,8 +280,12 @@ def test_a_delivery_with_a_long_history_of_attempts_is_still_retried(world: Worl
     world.teams.fail_next(1, 503, webhook="group")
     assert_ran(world.once())
     # as if the webhook had then answered 429 (Retry-After: 1) for twenty minutes
-    assert world.change("UPDATE deliveries SET attempts = 1200, next_attempt_at = 0 "
-                        "WHERE status = 'retrying'") == 1
+    assert (
+        world.change(
+            "UPDATE deliveries SET attempts = 1200, next_attempt_at = 0 WHERE status = 'retrying'"
+        )
+        == 1
+    )
     world.teams.fail_next(1, 500, webhook="group")
     result = world.once()
     assert_ran(result)
@@ -271,11 +298,19 @@ def test_a_delivery_with_a_long_history_of_attempts_is_still_retried(world: Worl
 # --- leadbot resend ------------------------------------------------------------------------
 
 DEAD: set[Key] = {("2:1811", "slack", "#rose-lodge"), ("4:2000", "slack", "#rose-lodge")}
-RETRYING: set[Key] = {("4:2000", "email", SALES), ("6:2000", "email", SALES),
-                      ("2:1811", "teams", GROUP), ("4:2000", "teams", GROUP),
-                      ("6:2000", "teams", GROUP)}
-SENT: set[Key] = {("2:1811", "slack", ROSE_MANAGER_SLACK), ("4:2000", "email", ROSE_MANAGER_EMAIL),
-                  ("6:2000", "slack", "#willow-house"), ("notice:1", "teams", "TEAMS_OPS_WEBHOOK")}
+RETRYING: set[Key] = {
+    ("4:2000", "email", SALES),
+    ("6:2000", "email", SALES),
+    ("2:1811", "teams", GROUP),
+    ("4:2000", "teams", GROUP),
+    ("6:2000", "teams", GROUP),
+}
+SENT: set[Key] = {
+    ("2:1811", "slack", ROSE_MANAGER_SLACK),
+    ("4:2000", "email", ROSE_MANAGER_EMAIL),
+    ("6:2000", "slack", "#willow-house"),
+    ("notice:1", "teams", "TEAMS_OPS_WEBHOOK"),
+}
 
 
 @dataclass
@@ -291,8 +326,16 @@ class Failed:
         return db
 
     def leadbot(self, db: Path, *args: str) -> Result:
-        command = [sys.executable, "-m", "bot", "--config", str(self.world.config), "--db",
-                   str(db), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(self.world.config),
+            "--db",
+            str(db),
+            *args,
+        ]
         return run_leadbot(command, self.world.env(), self.world.folder)
 
 
@@ -319,41 +362,52 @@ def failed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Failed]:
 
 
 def test_the_resend_fixture_holds_dead_retrying_and_sent_deliveries(failed: Failed) -> None:
-    assert statuses(failed.snapshot) == {**{k: "dead" for k in DEAD},
-                                         **{k: "retrying" for k in RETRYING},
-                                         **{k: "sent" for k in SENT}}
+    assert statuses(failed.snapshot) == {
+        **{k: "dead" for k in DEAD},
+        **{k: "retrying" for k in RETRYING},
+        **{k: "sent" for k in SENT},
+    }
 
 
-@pytest.mark.parametrize("args, chosen", [
-    (["--all"], DEAD | RETRYING),
-    (["--all", "--dead"], DEAD),
-    (["--lead", "4:2000"], {k for k in DEAD | RETRYING if k[0] == "4:2000"}),
-    (["--lead", "4:2000", "--dead"], {("4:2000", "slack", "#rose-lodge")}),
-    (["--lead", "6:2000"], {("6:2000", "email", SALES), ("6:2000", "teams", GROUP)}),
-    (["--lead", "9:9999"], set()),
-    (["--destination", "sales-inbox"], {k for k in RETRYING if k[2] == SALES}),
-    (["--destination", SALES], {k for k in RETRYING if k[2] == SALES}),
-    (["--destination", f"email:{SALES}"], {k for k in RETRYING if k[2] == SALES}),
-    (["--destination", "sales-inbox", "--dead"], set()),
-    (["--destination", "home.slack"], DEAD),  # #willow-house, also home.slack, was sent
-    (["--destination", "#rose-lodge", "--dead"], DEAD),
-    (["--destination", "slack:#rose-lodge"], DEAD),
-    (["--destination", "group-teams"], {k for k in RETRYING if k[1] == "teams"}),
-    (["--destination", GROUP], {k for k in RETRYING if k[1] == "teams"}),
-    (["--destination", f"teams:{GROUP}", "--lead", "2:1811"], {("2:1811", "teams", GROUP)}),
-    (["--destination", "nowhere"], set()),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "args, chosen",
+    [
+        (["--all"], DEAD | RETRYING),
+        (["--all", "--dead"], DEAD),
+        (["--lead", "4:2000"], {k for k in DEAD | RETRYING if k[0] == "4:2000"}),
+        (["--lead", "4:2000", "--dead"], {("4:2000", "slack", "#rose-lodge")}),
+        (["--lead", "6:2000"], {("6:2000", "email", SALES), ("6:2000", "teams", GROUP)}),
+        (["--lead", "9:9999"], set()),
+        (["--destination", "sales-inbox"], {k for k in RETRYING if k[2] == SALES}),
+        (["--destination", SALES], {k for k in RETRYING if k[2] == SALES}),
+        (["--destination", f"email:{SALES}"], {k for k in RETRYING if k[2] == SALES}),
+        (["--destination", "sales-inbox", "--dead"], set()),
+        (["--destination", "home.slack"], DEAD),  # #willow-house, also home.slack, was sent
+        (["--destination", "#rose-lodge", "--dead"], DEAD),
+        (["--destination", "slack:#rose-lodge"], DEAD),
+        (["--destination", "group-teams"], {k for k in RETRYING if k[1] == "teams"}),
+        (["--destination", GROUP], {k for k in RETRYING if k[1] == "teams"}),
+        (["--destination", f"teams:{GROUP}", "--lead", "2:1811"], {("2:1811", "teams", GROUP)}),
+        (["--destination", "nowhere"], set()),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
 def test_resend_requeues_exactly_the_chosen_deliveries_and_says_which(
-        failed: Failed, tmp_path: Path, args: list[str], chosen: set[Key]) -> None:
+    failed: Failed, tmp_path: Path, args: list[str], chosen: set[Key]
+) -> None:
     db = failed.copy(tmp_path)
-    before = {(r["subject"], r["channel"], r["address"]): dict(r)
-              for r in query(db, "SELECT * FROM deliveries")}
+    before = {
+        (r["subject"], r["channel"], r["address"]): dict(r)
+        for r in query(db, "SELECT * FROM deliveries")
+    }
     started = time.time()
     result = failed.leadbot(db, "resend", *args)
     assert_ran(result)
 
-    after = {(r["subject"], r["channel"], r["address"]): dict(r)
-             for r in query(db, "SELECT * FROM deliveries")}
+    after = {
+        (r["subject"], r["channel"], r["address"]): dict(r)
+        for r in query(db, "SELECT * FROM deliveries")
+    }
     for key, row in after.items():
         if key in chosen:
             assert row["status"] == "pending" and row["attempts"] == 0, key
@@ -366,16 +420,22 @@ def test_resend_requeues_exactly_the_chosen_deliveries_and_says_which(
     assert len(queued) == len(chosen)
     for subject, channel, address in chosen:
         old = before[(subject, channel, address)]
-        assert any(line.startswith(f"queued again: {subject} -> {old['label']} "
-                                   f"({channel}:{address}), was {old['status']}: ")
-                   and old["last_error"] in line for line in queued)
+        assert any(
+            line.startswith(
+                f"queued again: {subject} -> {old['label']} "
+                f"({channel}:{address}), was {old['status']}: "
+            )
+            and old["last_error"] in line
+            for line in queued
+        )
     n = len(chosen)
     assert f"{n} deliver{'y' if n == 1 else 'ies'} queued" in result.stdout
 
 
 @pytest.mark.parametrize("args", [[], ["--dead"]], ids=["nothing", "only --dead"])
 def test_resend_without_a_selector_exits_2_and_changes_nothing(
-        failed: Failed, tmp_path: Path, args: list[str]) -> None:
+    failed: Failed, tmp_path: Path, args: list[str]
+) -> None:
     db = failed.copy(tmp_path)
     before = query(db, "SELECT * FROM deliveries")
     result = failed.leadbot(db, "resend", *args)
@@ -386,7 +446,8 @@ def test_resend_without_a_selector_exits_2_and_changes_nothing(
 
 
 def test_status_shows_pending_retrying_and_dead_deliveries_distinctly(
-        failed: Failed, tmp_path: Path) -> None:
+    failed: Failed, tmp_path: Path
+) -> None:
     db = failed.copy(tmp_path)
     assert_ran(failed.leadbot(db, "resend", "--lead", "2:1811", "--destination", GROUP))
     result = failed.leadbot(db, "status")
@@ -399,8 +460,10 @@ def test_status_shows_pending_retrying_and_dead_deliveries_distinctly(
     assert pending.startswith("pending  teams TEAMS_GROUP_WEBHOOK (group-teams)")
     assert "next" not in pending and "attempt" not in pending  # queued afresh
     dead = [line for line in lines if line.startswith("dead ")]
-    assert dead == ["dead     slack #rose-lodge (home.slack), 1 attempt: "
-                    "Slack error channel_not_found"] * 2
+    assert (
+        dead
+        == ["dead     slack #rose-lodge (home.slack), 1 attempt: Slack error channel_not_found"] * 2
+    )
     retrying = [line for line in lines if line.startswith("retrying ")]
     assert len(retrying) == 4 and all(", 1 attempt, next " in line for line in retrying)
     assert sum("HTTP 500 from Teams" in line for line in retrying) == 2
@@ -461,6 +524,7 @@ def test_a_destination_reached_by_two_rules_gets_one_message(world: World) -> No
     assert len(rows) == 4
     by_address = {r["address"]: json.loads(r["reasons"]) for r in rows}
     for address in (ROSE_MANAGER_EMAIL, SALES, "#rose-lodge"):
-        assert by_address[address] == ["Call-back requests are urgent",
-                                       "Rose Lodge call-backs also reach its manager, sales "
-                                       "and channel"], address
+        assert by_address[address] == [
+            "Call-back requests are urgent",
+            "Rose Lodge call-backs also reach its manager, sales and channel",
+        ], address

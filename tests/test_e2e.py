@@ -87,8 +87,13 @@ def arrivals(world: World) -> Counter[tuple[str | None, str, str]]:
         got[(slack_key(message), "slack", message.channel_arg)] += 1
     for request in world.teams.requests:
         if request.status == 202:
-            got[(text_key(json.dumps(request.payload, ensure_ascii=False)), "teams",
-                 request.webhook)] += 1
+            got[
+                (
+                    text_key(json.dumps(request.payload, ensure_ascii=False)),
+                    "teams",
+                    request.webhook,
+                )
+            ] += 1
     for mail in world.smtp.messages:
         for rcpt in mail.rcpt_tos:
             got[(text_key(email_text(mail.raw)), "email", rcpt)] += 1
@@ -141,19 +146,19 @@ def test_the_published_run_succeeds(published: Published) -> None:
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_ROUTES))
 def test_each_published_lead_arrives_at_exactly_its_destinations(
-        published: Published, name: str) -> None:
+    published: Published, name: str
+) -> None:
     key, expected = PUBLISHED_ROUTES[name]
     assert destinations_of(published.world, key) == Counter(expected)
-    rows = [r for r in published.world.query(
-        "SELECT * FROM deliveries WHERE subject = ?", key)]
+    rows = [r for r in published.world.query("SELECT * FROM deliveries WHERE subject = ?", key)]
     assert {(r["channel"], r["address"]) for r in rows} == {
-        (c, db_address(c, a)) for c, a in expected}
+        (c, db_address(c, a)) for c, a in expected
+    }
     assert {r["status"] for r in rows} == {"sent"}
     assert all(r["attempts"] == 1 and r["sent_at"] for r in rows)
 
 
-def test_all_eight_are_announced_including_the_six_sharing_id_2000(published: Published
-                                                                   ) -> None:
+def test_all_eight_are_announced_including_the_six_sharing_id_2000(published: Published) -> None:
     keys = {k for k, _, _ in arrivals(published.world)}
     assert keys == {key for key, _ in PUBLISHED_ROUTES.values()}
     rows = published.world.query("SELECT key, announced, raw FROM leads WHERE lead_id = 2000")
@@ -200,18 +205,23 @@ def test_every_email_is_multipart_sent_over_starttls_with_auth(published: Publis
 
 
 def test_an_urgent_call_back_is_flagged_in_email_and_mentions_the_manager(
-        published: Published) -> None:
+    published: Published,
+) -> None:
     world = published.world
-    emails = {mail.rcpt_tos[0]: parse_email(mail.raw) for mail in world.smtp.messages
-              if text_key(email_text(mail.raw)) == "4:2000"}
+    emails = {
+        mail.rcpt_tos[0]: parse_email(mail.raw)
+        for mail in world.smtp.messages
+        if text_key(email_text(mail.raw)) == "4:2000"
+    }
     assert set(emails) == {ROSE_MANAGER_EMAIL, SALES}
     for message in emails.values():
         # A long Subject is folded right after "Subject:"; unfolded, it starts "URGENT".
         assert str(message["Subject"]).lstrip().startswith("URGENT")
         assert str(message["X-Priority"]).startswith("1")
         assert str(message["Importance"]) == "High"
-    routine = [parse_email(m.raw) for m in world.smtp.messages
-               if text_key(email_text(m.raw)) == "6:2000"]
+    routine = [
+        parse_email(m.raw) for m in world.smtp.messages if text_key(email_text(m.raw)) == "6:2000"
+    ]
     assert routine and all(m["X-Priority"] is None for m in routine)
     assert not any("URGENT" in str(m["Subject"]) for m in routine)
 
@@ -255,16 +265,19 @@ def assert_database_holds_no_secret(world: World) -> None:
 
 def served(world: World, request: dict[str, str]) -> str:
     """What the Autumna stand-in answered to one of the requests it saw."""
-    since, until = (datetime.fromisoformat(request[k]).replace(tzinfo=UTC)
-                    for k in ("dateTimeFrom", "dateTimeTo"))
+    since, until = (
+        datetime.fromisoformat(request[k]).replace(tzinfo=UTC)
+        for k in ("dateTimeFrom", "dateTimeTo")
+    )
     return world.autumna.body(since, until)
 
 
 def test_running_again_sends_nothing_new_and_a_new_lead_once(world: World) -> None:
     leads = published_by_key()
     # dated in the last quarter of an hour: the next poll's overlap brings them back
-    world.autumna.add(*redate([leads["2:1811"], leads["6:2000"]], datetime.now(UTC),
-                              spacing=timedelta(minutes=2)))
+    world.autumna.add(
+        *redate([leads["2:1811"], leads["6:2000"]], datetime.now(UTC), spacing=timedelta(minutes=2))
+    )
     assert_ran(world.once())
     first = arrivals(world)
     assert set(first.values()) == {1} and len(first) == 6
@@ -290,11 +303,18 @@ def test_running_again_sends_nothing_new_and_a_new_lead_once(world: World) -> No
 
 
 def test_several_accounts_are_polled_once_each_per_cycle(world: World) -> None:
-    world.config = write_rules(world.folder, world.smtp.ca_file, extra=(
-        '\n[[autumna.accounts]]\nname = "north"\napi_key = "${AUTUMNA_KEY_NORTH}"\n'
-        '\n[[autumna.accounts]]\nname = "south"\napi_key = "${AUTUMNA_KEY_SOUTH}"\n'))
-    world.extra_env = {"AUTUMNA_KEY_NORTH": "N" * 20 + "0123456789abcdefghij",
-                       "AUTUMNA_KEY_SOUTH": "S" * 20 + "0123456789abcdefghij"}
+    world.config = write_rules(
+        world.folder,
+        world.smtp.ca_file,
+        extra=(
+            '\n[[autumna.accounts]]\nname = "north"\napi_key = "${AUTUMNA_KEY_NORTH}"\n'
+            '\n[[autumna.accounts]]\nname = "south"\napi_key = "${AUTUMNA_KEY_SOUTH}"\n'
+        ),
+    )
+    world.extra_env = {
+        "AUTUMNA_KEY_NORTH": "N" * 20 + "0123456789abcdefghij",
+        "AUTUMNA_KEY_SOUTH": "S" * 20 + "0123456789abcdefghij",
+    }
     leads = published_by_key()
     world.autumna.add(leads["2:1811"], leads["4:2000"])
     result = world.once(AUTUMNA_API_KEY=None)
@@ -318,13 +338,19 @@ def test_first_start_records_older_leads_without_announcing_them(world: World) -
     world.autumna.add(*old, leads["4:2000"])
     assert_ran(world.once())
     assert {k for k, _, _ in arrivals(world)} == {"4:2000"}
-    assert world.query("SELECT COUNT(*) FROM deliveries WHERE subject IN ('2:1811', '6:2000')"
-                       )[0][0] == 0
+    assert (
+        world.query("SELECT COUNT(*) FROM deliveries WHERE subject IN ('2:1811', '6:2000')")[0][0]
+        == 0
+    )
 
     status = world.run("status")
     assert_ran(status)
-    lines = {key: line for line in status.stdout.splitlines()
-             for key in ("2:1811", "6:2000", "4:2000") if line.strip().startswith(key)}
+    lines = {
+        key: line
+        for line in status.stdout.splitlines()
+        for key in ("2:1811", "6:2000", "4:2000")
+        if line.strip().startswith(key)
+    }
     assert "recorded, not announced" in lines["2:1811"]
     assert "recorded, not announced" in lines["6:2000"]
     assert "recorded, not announced" not in lines["4:2000"]
@@ -335,10 +361,12 @@ def test_backfill_announces_older_leads_on_first_start(world: World) -> None:
     leads = published_by_key()
     world.autumna.add(*redate([leads["2:1811"], leads["6:2000"]], now - timedelta(days=2)))
     assert_ran(world.once("--backfill"))
-    assert destinations_of(world, "2:1811") == Counter(PUBLISHED_ROUTES[
-        "2-in-person-visit-request.json"][1])
-    assert destinations_of(world, "6:2000") == Counter(PUBLISHED_ROUTES[
-        "6-referral-with-contact.json"][1])
+    assert destinations_of(world, "2:1811") == Counter(
+        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1]
+    )
+    assert destinations_of(world, "6:2000") == Counter(
+        PUBLISHED_ROUTES["6-referral-with-contact.json"][1]
+    )
 
 
 # --- 6: a failed poll --------------------------------------------------------------------------
@@ -363,19 +391,26 @@ def wrong_key(world: World) -> None:
 POLL_FAILURES: dict[str, tuple[Callable[[World], dict[str, str] | None], str]] = {
     "http-500": (lambda w: w.autumna.fail_next(1, status=500), "HTTP 500"),
     "wrong-api-key": (wrong_key, "wrong API key"),
-    "html-error-page-with-200": (lambda w: w.autumna.fail_next(
-        1, status=200, body="<!DOCTYPE html><html><body><h1>Down for maintenance</h1>"
-                            "</body></html>", content_type="text/html"), "not JSON"),
-    "json-error-with-200": (lambda w: w.autumna.fail_next(
-        1, status=200, body='{"message": "Too many requests"}'), "Too many requests"),
+    "html-error-page-with-200": (
+        lambda w: w.autumna.fail_next(
+            1,
+            status=200,
+            body="<!DOCTYPE html><html><body><h1>Down for maintenance</h1></body></html>",
+            content_type="text/html",
+        ),
+        "not JSON",
+    ),
+    "json-error-with-200": (
+        lambda w: w.autumna.fail_next(1, status=200, body='{"message": "Too many requests"}'),
+        "Too many requests",
+    ),
     "empty-body": (lambda w: w.autumna.fail_next(1, status=200, body=""), "empty body"),
-    "truncated-json": (lambda w: w.autumna.fail_next(1, status=200, body=truncated(w)),
-                       "not JSON"),
-    "connection-dropped": (lambda w: w.autumna.fail_next(1, drop=True),
-                           "could not reach Autumna"),
-    "connection-refused": (lambda w: {
-        "AUTUMNA_API_URL": f"http://127.0.0.1:{free_port()}/api/leads/"},
-        "could not reach Autumna"),
+    "truncated-json": (lambda w: w.autumna.fail_next(1, status=200, body=truncated(w)), "not JSON"),
+    "connection-dropped": (lambda w: w.autumna.fail_next(1, drop=True), "could not reach Autumna"),
+    "connection-refused": (
+        lambda w: {"AUTUMNA_API_URL": f"http://127.0.0.1:{free_port()}/api/leads/"},
+        "could not reach Autumna",
+    ),
 }
 
 
@@ -426,10 +461,12 @@ def test_a_slack_channel_not_found_does_not_block_the_other_destinations(world: 
     assert_ran(world.once())
 
     assert world.slack.messages_for("#rose-lodge") == []
-    assert destinations_of(world, "2:1811") == Counter({
-        ("slack", ROSE_MANAGER_SLACK): 1, ("teams", "group"): 1})
-    assert destinations_of(world, "4:2000") == Counter({
-        ("email", ROSE_MANAGER_EMAIL): 1, ("email", SALES): 1, ("teams", "group"): 1})
+    assert destinations_of(world, "2:1811") == Counter(
+        {("slack", ROSE_MANAGER_SLACK): 1, ("teams", "group"): 1}
+    )
+    assert destinations_of(world, "4:2000") == Counter(
+        {("email", ROSE_MANAGER_EMAIL): 1, ("email", SALES): 1, ("teams", "group"): 1}
+    )
     deliveries = world.deliveries()
     for key in ("2:1811", "4:2000"):
         failed = deliveries[(key, "slack", "#rose-lodge")]
@@ -442,7 +479,8 @@ def test_a_slack_channel_not_found_does_not_block_the_other_destinations(world: 
 
 
 def test_a_lead_whose_only_destination_fails_for_good_still_reaches_the_fallback(
-        world: World) -> None:
+    world: World,
+) -> None:
     world.autumna.add(published_by_key()["1:2000"])  # the group channel is its only destination
     world.teams.fail_next(1, 404, webhook="group")  # the workflow was deleted
     assert_ran(world.once())
@@ -457,15 +495,17 @@ def test_a_teams_outage_is_retried_by_a_later_run(world: World) -> None:
     assert_ran(world.once())
 
     assert [r.status for r in world.teams.requests] == [500]
-    assert destinations_of(world, "2:1811") == Counter({
-        ("slack", "#rose-lodge"): 1, ("slack", ROSE_MANAGER_SLACK): 1})
+    assert destinations_of(world, "2:1811") == Counter(
+        {("slack", "#rose-lodge"): 1, ("slack", ROSE_MANAGER_SLACK): 1}
+    )
     row = world.deliveries()[("2:1811", "teams", "TEAMS_GROUP_WEBHOOK")]
     assert row["status"] == "retrying" and "500" in row["last_error"]
 
     assert world.make_retries_due() == 1
     assert_ran(world.once())
     assert destinations_of(world, "2:1811") == Counter(
-        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1])
+        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1]
+    )
     assert {r["status"] for r in world.deliveries().values()} == {"sent"}
 
 
@@ -474,27 +514,31 @@ def test_a_mail_server_451_is_retried_by_a_later_run(world: World) -> None:
     world.smtp.fail_next(1, 451, "DATA", rcpt=SALES)
     assert_ran(world.once())
 
-    assert destinations_of(world, "4:2000") == Counter({
-        ("slack", "#rose-lodge"): 1, ("email", ROSE_MANAGER_EMAIL): 1, ("teams", "group"): 1})
+    assert destinations_of(world, "4:2000") == Counter(
+        {("slack", "#rose-lodge"): 1, ("email", ROSE_MANAGER_EMAIL): 1, ("teams", "group"): 1}
+    )
     row = world.deliveries()[("4:2000", "email", SALES)]
     assert row["status"] == "retrying" and "451" in row["last_error"]
 
     assert world.make_retries_due() == 1
     assert_ran(world.once())
     assert destinations_of(world, "4:2000") == Counter(
-        PUBLISHED_ROUTES["4-call-back-request.json"][1])
+        PUBLISHED_ROUTES["4-call-back-request.json"][1]
+    )
     assert {r["status"] for r in world.deliveries().values()} == {"sent"}
 
 
 def test_an_untrusted_mail_server_certificate_stops_the_email_and_nothing_else(
-        world: World) -> None:
+    world: World,
+) -> None:
     # rules.toml trusts another CA than the one that signed the mail server's certificate
     world.config = write_rules(world.folder, world.teams.ca_file)
     world.autumna.add(published_by_key()["4:2000"])
     assert_ran(world.once())
     assert world.smtp.messages == []  # not sent, and not sent in plaintext either
-    assert destinations_of(world, "4:2000") == Counter({
-        ("slack", "#rose-lodge"): 1, ("teams", "group"): 1})
+    assert destinations_of(world, "4:2000") == Counter(
+        {("slack", "#rose-lodge"): 1, ("teams", "group"): 1}
+    )
     row = world.deliveries()[("4:2000", "email", SALES)]
     assert row["status"] == "dead" and "not trusted" in row["last_error"]
 
@@ -515,9 +559,11 @@ def test_a_lead_without_an_id_is_kept_raw_and_reported_to_the_fallback(world: Wo
     validate_slack_message({"text": fallback[0].text, "blocks": fallback[0].blocks})
     assert "could not read" in json.dumps(fallback[0].blocks)
     assert destinations_of(world, "2:1811") == Counter(
-        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1])
+        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1]
+    )
     assert destinations_of(world, "6:2000") == Counter(
-        PUBLISHED_ROUTES["6-referral-with-contact.json"][1])
+        PUBLISHED_ROUTES["6-referral-with-contact.json"][1]
+    )
 
     (row,) = world.query("SELECT * FROM leads WHERE unreadable = 1")
     assert row["key"].startswith("raw:") and "no usable id" in row["problem"]
@@ -539,8 +585,13 @@ def test_an_email_sent_again_after_a_crash_has_the_same_message_id(world: World)
     assert_ran(world.once())
     assert len(world.smtp.messages) == 2
     # As if leadbot died after handing the message over but before recording it.
-    assert world.change("UPDATE deliveries SET status = 'sending' WHERE channel = 'email' "
-                        "AND address = ?", SALES) == 1
+    assert (
+        world.change(
+            "UPDATE deliveries SET status = 'sending' WHERE channel = 'email' AND address = ?",
+            SALES,
+        )
+        == 1
+    )
     assert_ran(world.once())
 
     to_sales = [parse_email(m.raw) for m in world.smtp.messages if m.rcpt_tos == [SALES]]
@@ -567,8 +618,10 @@ def test_no_secret_in_debug_output_or_database_when_things_fail(world: World) ->
     world.smtp.fail_next(1, 451, "DATA")
     outputs.append(world.once("--log-level", "DEBUG"))
     assert_ran(outputs[-1])
-    assert world.query("SELECT COUNT(*) FROM deliveries WHERE status IN ('retrying', 'dead')"
-                       )[0][0] >= 3
+    assert (
+        world.query("SELECT COUNT(*) FROM deliveries WHERE status IN ('retrying', 'dead')")[0][0]
+        >= 3
+    )
     world.make_retries_due()
     outputs.append(world.once("--log-level", "DEBUG"))
     outputs.append(world.run("status"))
@@ -583,21 +636,32 @@ def test_no_secret_in_debug_output_or_database_when_things_fail(world: World) ->
 
 def deliveries_where(world: World, status: str, channel: str, address: str) -> bool:
     try:
-        return bool(world.query("SELECT 1 FROM deliveries WHERE status = ? AND channel = ? AND "
-                                "address = ?", status, channel, address))
+        return bool(
+            world.query(
+                "SELECT 1 FROM deliveries WHERE status = ? AND channel = ? AND address = ?",
+                status,
+                channel,
+                address,
+            )
+        )
     except sqlite3.OperationalError:  # leadbot is still creating its tables
         return False
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_finishes_the_send_in_flight_and_a_restart_sends_nothing_twice(
-        world: World, stop: signal.Signals) -> None:
+    world: World, stop: signal.Signals
+) -> None:
     world.autumna.add(published_by_key()["2:1811"])
     world.slack.fail_next(1, delay=1.5, method="chat.postMessage", channel="#rose-lodge")
     with world.running("run") as process:
-        wait_for(lambda: deliveries_where(world, "sending", "slack", "#rose-lodge")
-                 and world.slack.requests.count("chat.postMessage") >= 2,
-                 what="the slow Slack send to be in flight")
+        wait_for(
+            lambda: (
+                deliveries_where(world, "sending", "slack", "#rose-lodge")
+                and world.slack.requests.count("chat.postMessage") >= 2
+            ),
+            what="the slow Slack send to be in flight",
+        )
         assert world.slack.messages_for("#rose-lodge") == []
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=30)
@@ -608,7 +672,8 @@ def test_a_stop_signal_finishes_the_send_in_flight_and_a_restart_sends_nothing_t
 
     assert_ran(world.once())
     assert destinations_of(world, "2:1811") == Counter(
-        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1])
+        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1]
+    )
     assert {r["status"] for r in world.deliveries().values()} == {"sent"}
 
 
@@ -618,11 +683,15 @@ def test_a_send_cut_off_by_a_kill_is_not_posted_twice_after_a_restart(world: Wor
     with world.running("run", "--once") as process:
         # Only the slow send is in doubt: the others were sent and recorded. (A Teams webhook
         # has no history to look in, so a Teams send cut off by a kill may go twice.)
-        wait_for(lambda: deliveries_where(world, "sending", "slack", "#rose-lodge")
-                 and deliveries_where(world, "sent", "slack", ROSE_MANAGER_SLACK)
-                 and deliveries_where(world, "sent", "teams", "TEAMS_GROUP_WEBHOOK")
-                 and world.slack.requests.count("chat.postMessage") >= 2,
-                 what="the slow Slack send to be the only one in flight")
+        wait_for(
+            lambda: (
+                deliveries_where(world, "sending", "slack", "#rose-lodge")
+                and deliveries_where(world, "sent", "slack", ROSE_MANAGER_SLACK)
+                and deliveries_where(world, "sent", "teams", "TEAMS_GROUP_WEBHOOK")
+                and world.slack.requests.count("chat.postMessage") >= 2
+            ),
+            what="the slow Slack send to be the only one in flight",
+        )
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
     # Slack got the message although leadbot never heard back: its outcome is unknown.
@@ -634,7 +703,8 @@ def test_a_send_cut_off_by_a_kill_is_not_posted_twice_after_a_restart(world: Wor
     assert len(world.slack.messages_for("#rose-lodge")) == 1  # found in the channel: not re-sent
     assert "conversations.history" in world.slack.requests
     assert destinations_of(world, "2:1811") == Counter(
-        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1])
+        PUBLISHED_ROUTES["2-in-person-visit-request.json"][1]
+    )
     assert {r["status"] for r in world.deliveries().values()} == {"sent"}
 
 
@@ -653,8 +723,9 @@ def test_a_lead_for_an_unlisted_home_also_reaches_the_fallback_with_a_note(world
     world.autumna.add(lead)
     assert_ran(world.once())
     # no home.slack to reach: the group channel by its rule, the fallback for the unknown home
-    assert destinations_of(world, "2:1811") == Counter({
-        ("teams", "group"): 1, ("slack", "#leads-fallback"): 1})
+    assert destinations_of(world, "2:1811") == Counter(
+        {("teams", "group"): 1, ("slack", "#leads-fallback"): 1}
+    )
     (message,) = world.slack.messages_for("#leads-fallback")
     assert "[homes.300000]" in json.dumps(message.blocks)
 
@@ -663,7 +734,8 @@ def test_a_lead_for_an_unlisted_home_also_reaches_the_fallback_with_a_note(world
 
 
 def test_a_slack_post_that_timed_out_is_not_posted_twice_when_retried(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Slack took longer than leadbot waited, and posted the message anyway. The outcome was
     unknown to leadbot, just as after a crash: the retry must not post it a second time (the
     message metadata lets leadbot look, as it does after a restart)."""
@@ -677,7 +749,8 @@ def test_a_slack_post_that_timed_out_is_not_posted_twice_when_retried(
         runner = pipeline.build(config, Settings.from_env(world.env(), config), store)
         # the real Slack channel, waiting 1 s instead of 15 for an answer
         runner.dispatcher.senders[Channel.SLACK] = SlackChannel(
-            SLACK_TOKEN, world.slack.base_url, timeout=1)
+            SLACK_TOKEN, world.slack.base_url, timeout=1
+        )
         try:
             assert runner.run(once=True)
         finally:

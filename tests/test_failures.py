@@ -30,23 +30,42 @@ WEBHOOK_VAR = "TEAMS_OPS_WEBHOOK"
 
 def slack_message(channel: str = "#general") -> Message:
     target = Target(Channel.SLACK, channel, "group-leads")
-    payload = slack.compose({"header": "New lead: Call Back Request", "text": "New lead",
-                             "body": "Please call back", "details": "",
-                             "footer": "Autumna lead 4:2000"}, {}, None)
+    payload = slack.compose(
+        {
+            "header": "New lead: Call Back Request",
+            "text": "New lead",
+            "body": "Please call back",
+            "details": "",
+            "footer": "Autumna lead 4:2000",
+        },
+        {},
+        None,
+    )
     return Message(target, f"4:2000/{target.key}", "4:2000 -> group-leads", payload)
 
 
 def teams_message() -> Message:
     target = Target(Channel.TEAMS, WEBHOOK_VAR, "ops-teams")
-    payload = teams.compose({"title": "New lead", "body": "Please call back", "details": "",
-                             "footer": "Autumna lead 4:2000"}, {}, None)
+    payload = teams.compose(
+        {
+            "title": "New lead",
+            "body": "Please call back",
+            "details": "",
+            "footer": "Autumna lead 4:2000",
+        },
+        {},
+        None,
+    )
     return Message(target, f"4:2000/{target.key}", "4:2000 -> ops-teams", payload)
 
 
 def email_message(to: str = RECIPIENT, n: int = 1) -> Message:
     target = Target(Channel.EMAIL, to, "sales-inbox")
-    payload = email.compose({"subject": f"New lead {n}", "text": "Please call back",
-                             "html": "<p>Please call back</p>"}, {}, None)
+    payload = email.compose(
+        {"subject": f"New lead {n}", "text": "Please call back", "html": "<p>Please call back</p>"},
+        {},
+        None,
+    )
     return Message(target, f"4:{n}/{target.key}", f"4:{n} -> sales-inbox", payload)
 
 
@@ -84,7 +103,7 @@ def slack_channel(slack_standin: SlackStandin) -> SlackChannel:
 
 @pytest.mark.parametrize("code, transient", sorted(SLACK_ERRORS.items()))
 def test_each_slack_error_code_is_classified_by_the_table_end_to_end(
-        slack_standin: SlackStandin, slack_channel: SlackChannel, code: str, transient: bool
+    slack_standin: SlackStandin, slack_channel: SlackChannel, code: str, transient: bool
 ) -> None:
     assert slack_error(code) is transient
     slack_standin.fail_next(1, code, method="chat.postMessage")
@@ -103,7 +122,8 @@ def test_the_table_knows_the_codes_the_readme_names() -> None:
 
 
 def test_an_unknown_slack_error_code_is_transient(
-        slack_standin: SlackStandin, slack_channel: SlackChannel) -> None:
+    slack_standin: SlackStandin, slack_channel: SlackChannel
+) -> None:
     assert slack_error("brand_new_outage") is True
     slack_standin.fail_next(1, "brand_new_outage")
     error = failure_of(slack_channel, slack_message())
@@ -111,17 +131,20 @@ def test_an_unknown_slack_error_code_is_transient(
 
 
 def test_a_wrong_slack_token_is_permanent_and_not_repeated_in_the_reason(
-        slack_standin: SlackStandin) -> None:
+    slack_standin: SlackStandin,
+) -> None:
     wrong = "xoxb-1111111111-2222222222-WrongWrongWrongWrongWrong"
-    error = failure_of(SlackChannel(wrong, base_url=slack_standin.base_url, timeout=5),
-                       slack_message())
+    error = failure_of(
+        SlackChannel(wrong, base_url=slack_standin.base_url, timeout=5), slack_message()
+    )
     assert not error.transient and "invalid_auth" in error.reason
     assert wrong not in error.reason
 
 
 @pytest.mark.parametrize("retry_after", [1, 7, 30])
 def test_a_slack_429_is_transient_with_its_retry_after(
-        slack_standin: SlackStandin, slack_channel: SlackChannel, retry_after: int) -> None:
+    slack_standin: SlackStandin, slack_channel: SlackChannel, retry_after: int
+) -> None:
     slack_standin.fail_next(1, status=429, retry_after=retry_after)
     error = failure_of(slack_channel, slack_message())
     assert error.transient
@@ -132,7 +155,8 @@ def test_a_slack_429_is_transient_with_its_retry_after(
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_a_slack_5xx_is_transient_and_its_outcome_unknown(
-        slack_standin: SlackStandin, slack_channel: SlackChannel, status: int) -> None:
+    slack_standin: SlackStandin, slack_channel: SlackChannel, status: int
+) -> None:
     slack_standin.fail_next(1, status=status)
     error = failure_of(slack_channel, slack_message())
     assert error.transient and error.unknown
@@ -140,7 +164,8 @@ def test_a_slack_5xx_is_transient_and_its_outcome_unknown(
 
 
 def test_a_dropped_slack_connection_is_transient_and_its_outcome_unknown(
-        slack_standin: SlackStandin, slack_channel: SlackChannel) -> None:
+    slack_standin: SlackStandin, slack_channel: SlackChannel
+) -> None:
     slack_standin.fail_next(1, drop=True)
     error = failure_of(slack_channel, slack_message())
     assert error.transient and error.unknown
@@ -148,15 +173,17 @@ def test_a_dropped_slack_connection_is_transient_and_its_outcome_unknown(
 
 
 def test_a_refused_slack_connection_is_transient_and_certainly_not_sent() -> None:
-    channel = SlackChannel(SLACK_TOKEN, base_url=f"http://127.0.0.1:{closed_port()}/api/",
-                           timeout=5)
+    channel = SlackChannel(
+        SLACK_TOKEN, base_url=f"http://127.0.0.1:{closed_port()}/api/", timeout=5
+    )
     error = failure_of(channel, slack_message())
     assert error.transient and not error.unknown
     assert SLACK_TOKEN not in error.reason
 
 
 def test_a_slack_post_that_works_returns_its_timestamp(
-        slack_standin: SlackStandin, slack_channel: SlackChannel) -> None:
+    slack_standin: SlackStandin, slack_channel: SlackChannel
+) -> None:
     ts = slack_channel.send(slack_message("#rose-lodge"))
     (posted,) = slack_standin.messages_for("#rose-lodge")
     assert ts == posted.ts
@@ -165,9 +192,19 @@ def test_a_slack_post_that_works_returns_its_timestamp(
 # --- Teams ---------------------------------------------------------------------------------
 
 TEAMS_STATUSES = [  # status, transient (None: success)
-    (200, None), (202, None),
-    (400, False), (401, False), (403, False), (404, False), (413, False),
-    (408, True), (429, True), (500, True), (502, True), (503, True), (504, True),
+    (200, None),
+    (202, None),
+    (400, False),
+    (401, False),
+    (403, False),
+    (404, False),
+    (413, False),
+    (408, True),
+    (429, True),
+    (500, True),
+    (502, True),
+    (503, True),
+    (504, True),
 ]
 
 
@@ -198,8 +235,8 @@ def assert_no_webhook_secret(reason: str, standin: TeamsStandin) -> None:
 
 @pytest.mark.parametrize("status, transient", TEAMS_STATUSES)
 def test_each_teams_status_is_classified_alike_by_the_table_and_the_channel(
-        teams_standin: TeamsStandin, teams_channel: TeamsChannel, status: int,
-        transient: bool | None) -> None:
+    teams_standin: TeamsStandin, teams_channel: TeamsChannel, status: int, transient: bool | None
+) -> None:
     if status != 202:
         teams_standin.fail_next(1, status, retry_after=5)
     if transient is None:
@@ -216,14 +253,16 @@ def test_each_teams_status_is_classified_alike_by_the_table_and_the_channel(
 
 
 def test_a_throttled_teams_webhook_answers_429_with_retry_after_and_is_transient(
-        teams_standin: TeamsStandin, teams_channel: TeamsChannel) -> None:
+    teams_standin: TeamsStandin, teams_channel: TeamsChannel
+) -> None:
     teams_standin.fail_next(1, 429, retry_after=12)
     error = failure_of(teams_channel, teams_message())
     assert error.transient and error.retry_after == 12.0
 
 
 def test_a_dropped_teams_connection_is_transient(
-        teams_standin: TeamsStandin, teams_channel: TeamsChannel) -> None:
+    teams_standin: TeamsStandin, teams_channel: TeamsChannel
+) -> None:
     teams_standin.fail_next(1, drop=True)
     error = failure_of(teams_channel, teams_message())
     assert error.transient
@@ -237,8 +276,7 @@ def test_a_refused_teams_connection_is_transient() -> None:
     assert error.transient and "s3cr3t" not in error.reason and url not in error.reason
 
 
-def test_a_teams_webhook_with_a_wrong_signature_is_permanent(
-        teams_standin: TeamsStandin) -> None:
+def test_a_teams_webhook_with_a_wrong_signature_is_permanent(teams_standin: TeamsStandin) -> None:
     url = teams_standin.url("ops").rsplit("sig=", 1)[0] + "sig=forged"
     with httpx.Client(timeout=5.0) as http:
         error = failure_of(TeamsChannel({WEBHOOK_VAR: url}, http), teams_message())
@@ -254,8 +292,15 @@ def test_a_teams_destination_without_its_webhook_url_is_permanent() -> None:
 # --- SMTP ----------------------------------------------------------------------------------
 
 SMTP_CODES = [  # code, transient
-    (421, True), (450, True), (451, True), (452, True),
-    (550, False), (551, False), (552, False), (553, False), (554, False),
+    (421, True),
+    (450, True),
+    (451, True),
+    (452, True),
+    (550, False),
+    (551, False),
+    (552, False),
+    (553, False),
+    (554, False),
 ]
 
 
@@ -273,8 +318,16 @@ def smtp(smtp_server: SmtpStandin) -> SmtpStandin:
 
 @pytest.fixture
 def mailer(smtp: SmtpStandin) -> Iterator[EmailChannel]:
-    channel = EmailChannel("127.0.0.1", smtp.port, SENDER, "starttls", SMTP_USER,
-                           SMTP_PASSWORD, smtp.ca_file, timeout=5)
+    channel = EmailChannel(
+        "127.0.0.1",
+        smtp.port,
+        SENDER,
+        "starttls",
+        SMTP_USER,
+        SMTP_PASSWORD,
+        smtp.ca_file,
+        timeout=5,
+    )
     yield channel
     channel.close()
 
@@ -282,7 +335,7 @@ def mailer(smtp: SmtpStandin) -> Iterator[EmailChannel]:
 @pytest.mark.parametrize("stage", ["MAIL", "RCPT", "DATA"])
 @pytest.mark.parametrize("code, transient", SMTP_CODES)
 def test_each_smtp_reply_is_classified_by_the_table_end_to_end(
-        smtp: SmtpStandin, mailer: EmailChannel, code: int, transient: bool, stage: str
+    smtp: SmtpStandin, mailer: EmailChannel, code: int, transient: bool, stage: str
 ) -> None:
     assert smtp_code(code) is transient
     smtp.fail_next(1, code, stage)  # type: ignore[arg-type]
@@ -295,7 +348,8 @@ def test_each_smtp_reply_is_classified_by_the_table_end_to_end(
 
 @pytest.mark.parametrize("stage", ["MAIL", "RCPT", "DATA"])
 def test_a_dropped_smtp_connection_is_transient(
-        smtp: SmtpStandin, mailer: EmailChannel, stage: str) -> None:
+    smtp: SmtpStandin, mailer: EmailChannel, stage: str
+) -> None:
     smtp.drop_next(1, stage)  # type: ignore[arg-type]
     error = failure_of(mailer, email_message())
     assert error.transient
@@ -305,7 +359,8 @@ def test_a_dropped_smtp_connection_is_transient(
 @pytest.mark.parametrize("stage", ["MAIL", "RCPT", "DATA"])
 @pytest.mark.parametrize("code", [421, 450, 550])  # 421 also closes the connection
 def test_after_a_failed_smtp_transaction_the_next_send_works(
-        smtp: SmtpStandin, mailer: EmailChannel, code: int, stage: str) -> None:
+    smtp: SmtpStandin, mailer: EmailChannel, code: int, stage: str
+) -> None:
     smtp.fail_next(1, code, stage)  # type: ignore[arg-type]
     failure_of(mailer, email_message(n=1))
     mailer.send(email_message(n=2))
@@ -314,8 +369,9 @@ def test_after_a_failed_smtp_transaction_the_next_send_works(
 
 def test_a_wrong_smtp_password_is_permanent_and_says_what_to_check(smtp: SmtpStandin) -> None:
     wrong = "Not-The-Password-9z"
-    channel = EmailChannel("127.0.0.1", smtp.port, SENDER, "starttls", SMTP_USER, wrong,
-                           smtp.ca_file, timeout=5)
+    channel = EmailChannel(
+        "127.0.0.1", smtp.port, SENDER, "starttls", SMTP_USER, wrong, smtp.ca_file, timeout=5
+    )
     error = failure_of(channel, email_message())
     assert smtp_code(535) is False
     assert not error.transient
@@ -328,8 +384,16 @@ def test_a_wrong_smtp_password_is_permanent_and_says_what_to_check(smtp: SmtpSta
 
 def test_a_server_without_starttls_gets_nothing_in_plaintext() -> None:
     with SmtpStandin(tls="none", username=SMTP_USER, password=SMTP_PASSWORD) as plain:
-        channel = EmailChannel("127.0.0.1", plain.port, SENDER, "starttls", SMTP_USER,
-                               SMTP_PASSWORD, plain.ca_file, timeout=5)
+        channel = EmailChannel(
+            "127.0.0.1",
+            plain.port,
+            SENDER,
+            "starttls",
+            SMTP_USER,
+            SMTP_PASSWORD,
+            plain.ca_file,
+            timeout=5,
+        )
         error = failure_of(channel, email_message())
         assert not error.transient
         assert "STARTTLS" in error.reason
@@ -340,8 +404,16 @@ def test_a_server_without_starttls_gets_nothing_in_plaintext() -> None:
 def test_an_untrusted_certificate_is_permanent(smtp: SmtpStandin) -> None:
     other = SmtpStandin()  # its CA signed nothing the server presents
     try:
-        channel = EmailChannel("127.0.0.1", smtp.port, SENDER, "starttls", SMTP_USER,
-                               SMTP_PASSWORD, other.ca_file, timeout=5)
+        channel = EmailChannel(
+            "127.0.0.1",
+            smtp.port,
+            SENDER,
+            "starttls",
+            SMTP_USER,
+            SMTP_PASSWORD,
+            other.ca_file,
+            timeout=5,
+        )
         error = failure_of(channel, email_message())
     finally:
         other.close()
@@ -353,8 +425,16 @@ def test_implicit_tls_as_on_port_465_works() -> None:
     assert EmailChannel("smtp.example", 0, SENDER, "implicit").port == 465
     assert EmailChannel("smtp.example", 0, SENDER, "starttls").port == 587
     with SmtpStandin(tls="implicit", username=SMTP_USER, password=SMTP_PASSWORD) as server:
-        channel = EmailChannel("127.0.0.1", server.port, SENDER, "implicit", SMTP_USER,
-                               SMTP_PASSWORD, server.ca_file, timeout=5)
+        channel = EmailChannel(
+            "127.0.0.1",
+            server.port,
+            SENDER,
+            "implicit",
+            SMTP_USER,
+            SMTP_PASSWORD,
+            server.ca_file,
+            timeout=5,
+        )
         message_id = channel.send(email_message())
         channel.close()
         (mail,) = server.messages
@@ -363,12 +443,16 @@ def test_implicit_tls_as_on_port_465_works() -> None:
 
 
 def test_one_connection_carries_several_messages_in_a_row_and_close_ends_it(
-        smtp: SmtpStandin, mailer: EmailChannel) -> None:
+    smtp: SmtpStandin, mailer: EmailChannel
+) -> None:
     for n in (1, 2, 3):
         mailer.send(email_message(n=n))
     assert smtp.connections == 1 and smtp.logins == 1
-    assert [m.message["Subject"] for m in smtp.messages] == ["New lead 1", "New lead 2",
-                                                             "New lead 3"]
+    assert [m.message["Subject"] for m in smtp.messages] == [
+        "New lead 1",
+        "New lead 2",
+        "New lead 3",
+    ]
     assert all(m.secure and m.login == SMTP_USER for m in smtp.messages)
 
     mailer.close()
@@ -379,7 +463,8 @@ def test_one_connection_carries_several_messages_in_a_row_and_close_ends_it(
 
 
 def test_a_kept_connection_that_went_stale_gets_one_fresh_try(
-        smtp: SmtpStandin, mailer: EmailChannel) -> None:
+    smtp: SmtpStandin, mailer: EmailChannel
+) -> None:
     mailer.send(email_message(n=1))
     smtp.drop_next(1, "MAIL")  # the server let the idle connection go
     mailer.send(email_message(n=2))

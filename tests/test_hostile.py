@@ -71,6 +71,7 @@ pytestmark = pytest.mark.timeout(90)
 
 NO_CONTACT = "no permission to contact the enquirer"
 
+
 def parse_one(body: str) -> Lead:
     batch = parse_body(body, "hostile")
     assert not batch.unreadable, [u.problem for u in batch.unreadable]
@@ -87,8 +88,9 @@ def outputs_of(record: dict[str, Any], renderer: Renderer, config: Config) -> li
 
 
 @pytest.mark.parametrize("hostile", CORPUS, ids=lambda h: h.name)
-def test_a_hostile_lead_stays_text_in_every_output(hostile: Hostile, renderer: Renderer,
-                                                   config: Config) -> None:
+def test_a_hostile_lead_stays_text_in_every_output(
+    hostile: Hostile, renderer: Renderer, config: Config
+) -> None:
     lead = parse_one(hostile.body)
     problems: list[str] = []
     outputs = 0
@@ -100,21 +102,24 @@ def test_a_hostile_lead_stays_text_in_every_output(hostile: Hostile, renderer: R
     assert not problems, "\n".join(problems[:20])
 
 
-def test_the_corpus_teams_cards_pass_microsofts_own_validators(renderer: Renderer,
-                                                              config: Config) -> None:
+def test_the_corpus_teams_cards_pass_microsofts_own_validators(
+    renderer: Renderer, config: Config
+) -> None:
     payloads = []
     for hostile in CORPUS:
         lead = parse_one(hostile.body)
         for privacy in ("full", "minimal"):
             target = Target(Channel.TEAMS, "TEAMS_HOSTILE_WEBHOOK", "hostile", privacy)
-            payloads.append(render_output(renderer, lead, target, routed_facts(lead, config),
-                                          config).payload)
+            payloads.append(
+                render_output(renderer, lead, target, routed_facts(lead, config), config).payload
+            )
     validate_teams_messages(payloads)  # the schema, and adaptivecards in Node when installed
 
 
 @pytest.mark.parametrize("name", list(MARKDOWN), ids=str)
-def test_markdown_typed_by_the_enquirer_shows_as_typed_in_teams(name: str, renderer: Renderer,
-                                                                config: Config) -> None:
+def test_markdown_typed_by_the_enquirer_shows_as_typed_in_teams(
+    name: str, renderer: Renderer, config: Config
+) -> None:
     """Escaped, not dropped: the card shows the enquirer's characters, asterisks and all."""
     typed = MARKDOWN[name]
     record = base_record(7000 + list(MARKDOWN).index(name), category=1)
@@ -122,8 +127,7 @@ def test_markdown_typed_by_the_enquirer_shows_as_typed_in_teams(name: str, rende
     lead = parse_one(json.dumps([record]))
     target = Target(Channel.TEAMS, "TEAMS_HOSTILE_WEBHOOK", "hostile", "full")
     payload = render_output(renderer, lead, target, Facts(), config).payload
-    shown = "\n".join(html_tags(MARKDOWN_IT.render(text))[1]
-                      for text in teams_text_blocks(payload))
+    shown = "\n".join(html_tags(MARKDOWN_IT.render(text))[1] for text in teams_text_blocks(payload))
     for line in typed.replace("\u2060", "").split("\n"):
         if "http" in line or not line.strip():
             continue  # URLs are defanged on purpose; blank lines are paragraph breaks
@@ -131,7 +135,8 @@ def test_markdown_typed_by_the_enquirer_shows_as_typed_in_teams(name: str, rende
 
 
 def test_a_huge_name_keeps_the_email_header_within_what_mail_servers_take(
-        renderer: Renderer, config: Config) -> None:
+    renderer: Renderer, config: Config
+) -> None:
     """Postfix keeps only the first 102,400 bytes of a message header (header_size_limit) and
     Exchange Online refuses headers over 256 KB. leadbot writes Subject first and From, To,
     Date and Message-ID last, so a Subject that fills the header loses the addresses."""
@@ -144,22 +149,25 @@ def test_a_huge_name_keeps_the_email_header_within_what_mail_servers_take(
     assert len(head) < 100_000, f"the email header is {len(head):,} bytes"
 
 
-def test_an_encoded_word_cannot_add_headers_to_the_email_on_the_wire(renderer: Renderer,
-                                                                   config: Config) -> None:
+def test_an_encoded_word_cannot_add_headers_to_the_email_on_the_wire(
+    renderer: Renderer, config: Config
+) -> None:
     """Through leadbot's own SMTP client to a real SMTP server: what the server receives."""
     lead = parse_one(CORPUS_BY_NAME["encoded word in the surname"].body)
     target = Target(Channel.EMAIL, "sales@rosecare.example", "sales-inbox", "full")
     message = renderer.render(lead, target, routed_facts(lead, config))
     with SmtpStandin(tls="starttls", username="leadbot", password="pw") as smtp:
-        channel = EmailChannel("127.0.0.1", smtp.port, SENDER, "starttls", "leadbot", "pw",
-                               smtp.ca_file)
+        channel = EmailChannel(
+            "127.0.0.1", smtp.port, SENDER, "starttls", "leadbot", "pw", smtp.ca_file
+        )
         channel.send(message)
         channel.close()
         (received,) = smtp.messages
     assert received.rcpt_tos == ["sales@rosecare.example"]
     parsed = parse_email(received.raw)
     assert [a.addr_spec for h in parsed.get_all("To") or [] for a in h.addresses] == [
-        "sales@rosecare.example"], "the To header was pushed out of the header"
+        "sales@rosecare.example"
+    ], "the To header was pushed out of the header"
     assert "attacker@evil.example" not in str(parsed.get("Reply-To", "")), "Reply-To injected"
     assert parsed.get_content_type() == "multipart/alternative", parsed.get_content_type()
 
@@ -178,8 +186,9 @@ def all_outputs(record: dict[str, Any], renderer: Renderer, config: Config) -> l
     return outputs
 
 
-def test_category_7_shows_no_contact_details_and_says_so(renderer: Renderer,
-                                                         config: Config) -> None:
+def test_category_7_shows_no_contact_details_and_says_so(
+    renderer: Renderer, config: Config
+) -> None:
     for output in all_outputs(published("7-referral-without-contact.json"), renderer, config):
         text = visible_text(output)
         assert "01900 000000" not in text, output.target
@@ -187,8 +196,9 @@ def test_category_7_shows_no_contact_details_and_says_so(renderer: Renderer,
         assert NO_CONTACT in text.lower(), output.target
 
 
-def test_category_6_shows_the_email_it_may_and_not_the_phone(renderer: Renderer,
-                                                             config: Config) -> None:
+def test_category_6_shows_the_email_it_may_and_not_the_phone(
+    renderer: Renderer, config: Config
+) -> None:
     for output in all_outputs(published("6-referral-with-contact.json"), renderer, config):
         text = visible_text(output)
         assert "01900 000000" not in text, output.target
@@ -204,8 +214,9 @@ def assert_no_pii(output: Output, what: str) -> None:
 
 
 @pytest.mark.parametrize("flag", [True, "true", "yes", 1, "1", " TRUE "], ids=repr)
-def test_anonymised_leads_show_no_personal_details(flag: Any, renderer: Renderer,
-                                                   config: Config) -> None:
+def test_anonymised_leads_show_no_personal_details(
+    flag: Any, renderer: Renderer, config: Config
+) -> None:
     for category in (1, 2, 4, 6, 8):
         record = base_record(7200 + category, category=category, service=100000)
         record["isAnonymised"] = flag
@@ -236,14 +247,17 @@ def test_a_minimal_channel_shows_no_personal_details(channel: Channel, tmp_path:
             for target in route(lead, config).targets:
                 if target.channel is channel:
                     assert target.privacy == "minimal", target
-                    assert_no_pii(render_output(renderer, lead, target, facts, config),
-                                  f"[privacy] {channel} = minimal")
+                    assert_no_pii(
+                        render_output(renderer, lead, target, facts, config),
+                        f"[privacy] {channel} = minimal",
+                    )
                     seen += 1
     assert seen, f"no lead was routed to {channel}"
 
 
-def test_a_minimal_destination_shows_no_personal_details(renderer: Renderer,
-                                                         config: Config) -> None:
+def test_a_minimal_destination_shows_no_personal_details(
+    renderer: Renderer, config: Config
+) -> None:
     """north-teams has privacy = "minimal" in the root rules.toml."""
     record = base_record(7400, category=1, service=200000)
     record["content"] = "My father has dementia."
@@ -260,7 +274,8 @@ def test_a_minimal_destination_shows_no_personal_details(renderer: Renderer,
 
 def fetch(body: bytes, content_type: str = "application/json") -> Batch:
     transport = httpx.MockTransport(
-        lambda request: httpx.Response(200, content=body, headers={"Content-Type": content_type}))
+        lambda request: httpx.Response(200, content=body, headers={"Content-Type": content_type})
+    )
     with httpx.Client(transport=transport) as http:
         client = AutumnaClient("https://autumna.invalid/api/leads/", http)
         now = datetime.now(UTC)
@@ -290,18 +305,27 @@ def test_one_bad_record_never_stops_the_parser_reading_the_others(name: str) -> 
     assert len(batch.leads) + len(batch.unreadable) == 3, "the bad record was dropped"
 
 
-PIPELINE_POISONS = ["a string", "id superscript two", "id above 2**63", "service id above 2**63",
-                    "budget NaN and Infinity", "date in year 1", "a field nested 70 deep"]
+PIPELINE_POISONS = [
+    "a string",
+    "id superscript two",
+    "id above 2**63",
+    "service id above 2**63",
+    "budget NaN and Infinity",
+    "date in year 1",
+    "a field nested 70 deep",
+]
 
 
 @pytest.mark.parametrize("name", PIPELINE_POISONS, ids=str)
-def test_one_bad_record_never_stops_the_others_being_delivered(name: str, tmp_path: Path,
-                                                              config: Config) -> None:
+def test_one_bad_record_never_stops_the_others_being_delivered(
+    name: str, tmp_path: Path, config: Config
+) -> None:
     """The whole pipeline in this process: poll the Autumna stand-in (which answers the body
     as it is), store, route, render and write every message to the demo's folder sink."""
     body = poisoned_body(POISON_RECORDS[name]).replace(
         '"date": "2021-06-27T14:17:29.517Z"',
-        f'"date": "{datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}"')
+        f'"date": "{datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}"',
+    )
     store = Store(tmp_path / "leadbot.db")
     with AutumnaStandin() as autumna:
         autumna.fail_next(1, status=200, body=body)
@@ -333,16 +357,22 @@ def group_templates(tmp_path: Path, template: str) -> Config:
     whose body block is `template`."""
     folder = tmp_path / "my-templates" / "slack"
     folder.mkdir(parents=True)
-    (folder / "default.j2").write_text("{% block body %}" + template + "{% endblock %}\n",
-                                       encoding="utf-8")
+    (folder / "default.j2").write_text(
+        "{% block body %}" + template + "{% endblock %}\n", encoding="utf-8"
+    )
     return config_with(tmp_path, '# templates = "my-templates"', 'templates = "my-templates"')
 
 
 def leadbot_check(config: Config, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", "--config", str(config.path), "check",
-                           "--demo"], cwd=cwd, capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(cwd)},
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config.path), "check", "--demo"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(cwd)},
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("name", list(ESCAPES), ids=str)
@@ -380,8 +410,9 @@ API_KEY = "HOSTILEKEY" + "q7" * 15
 def documents(records: list[dict[str, Any]], now: datetime) -> list[str]:
     out = []
     for i, record in enumerate(records):
-        record = dict(record, date=(now - timedelta(minutes=1, seconds=i)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"))
+        record = dict(
+            record, date=(now - timedelta(minutes=1, seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        )
         out.append(json.dumps(record))
     return out
 
@@ -395,14 +426,22 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation
     stand-ins, with bad records and an Autumna error among them."""
     folder = tmp_path_factory.mktemp("hostile") / "leadbot"
     now = datetime.now(UTC)
-    docs = [*documents([h.record for h in TERMINAL_CORPUS], now),
-            POISON_RECORDS["a string"], POISON_RECORDS["no category"]]
+    docs = [
+        *documents([h.record for h in TERMINAL_CORPUS], now),
+        POISON_RECORDS["a string"],
+        POISON_RECORDS["no category"],
+    ]
     with installation(folder, docs, api_key=API_KEY) as inst:
         inst.slack.fail_channel("#willow-house", "channel_not_found")
         done = inst.run("run", "--once", timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
-        inst.autumna.fail_next(1, status=200, body=json.dumps(  # an error Autumna words itself
-            {"message": "\x1b[2J\x1b]8;;https://evil.example\x07down\x1b]8;;\x07 \u202e"}))
+        inst.autumna.fail_next(
+            1,
+            status=200,
+            body=json.dumps(  # an error Autumna words itself
+                {"message": "\x1b[2J\x1b]8;;https://evil.example\x07down\x1b]8;;\x07 \u202e"}
+            ),
+        )
         inst.run("run", "--once")
         yield inst
 
@@ -433,26 +472,35 @@ def test_explain_prints_no_terminal_controls(delivered: Installation) -> None:
 
 
 @pytest.mark.parametrize("name", ["id superscript two", "id above 2**63"], ids=str)
-def test_the_real_leadbot_delivers_the_good_leads_around_a_bad_one(name: str, tmp_path: Path
-                                                                   ) -> None:
+def test_the_real_leadbot_delivers_the_good_leads_around_a_bad_one(
+    name: str, tmp_path: Path
+) -> None:
     """`leadbot run --once` against Autumna serving one bad record between two good ones."""
     now = datetime.now(UTC)
     good = [base_record(i, category=1, service=100000) for i in GOOD_AROUND_POISON]
     first, second = documents(good, now)
-    with installation(tmp_path / "leadbot", [first, POISON_RECORDS[name], second],
-                      api_key=API_KEY) as inst:
+    with installation(
+        tmp_path / "leadbot", [first, POISON_RECORDS[name], second], api_key=API_KEY
+    ) as inst:
         done = inst.run("run", "--once")
         assert "Traceback" not in done.stderr, done.stderr[-1500:]
         delivered_keys = {m.message["Subject"] for m in inst.smtp.messages}
-        assert len(inst.smtp.messages) >= 2, (done.returncode, delivered_keys,
-                                              done.stderr[-1500:])
+        assert len(inst.smtp.messages) >= 2, (done.returncode, delivered_keys, done.stderr[-1500:])
 
 
-@pytest.mark.parametrize("name", ["invalid utf-8 in a string", "json lone surrogates",
-                                  "raw control characters", "nested 100000 arrays",
-                                  "error with escapes", "html error page"], ids=str)
-def test_explain_of_a_bad_file_says_so_without_crashing(name: str, delivered: Installation
-                                                        ) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "invalid utf-8 in a string",
+        "json lone surrogates",
+        "raw control characters",
+        "nested 100000 arrays",
+        "error with escapes",
+        "html error page",
+    ],
+    ids=str,
+)
+def test_explain_of_a_bad_file_says_so_without_crashing(name: str, delivered: Installation) -> None:
     lead_file = delivered.folder / "bad.json"
     lead_file.write_bytes(BAD_BODIES[name])
     done = delivered.run("explain", str(lead_file))
@@ -465,9 +513,16 @@ def test_explain_of_a_bad_file_says_so_without_crashing(name: str, delivered: In
 def test_explain_of_every_terminal_attack_is_clean(delivered: Installation) -> None:
     """Each escape family alone, in a name, the message and the category's name."""
     record = base_record(7500, category=1, service=100000)
-    leads = [dict(record, id=7500 + i, enquirerFirstName=text, content=text,
-                  category={"id": 1, "name": text})
-             for i, text in enumerate([*ANSI.values(), *BIDI.values()])]
+    leads = [
+        dict(
+            record,
+            id=7500 + i,
+            enquirerFirstName=text,
+            content=text,
+            category={"id": 1, "name": text},
+        )
+        for i, text in enumerate([*ANSI.values(), *BIDI.values()])
+    ]
     lead_file = delivered.folder / "escapes.json"
     lead_file.write_text(json.dumps(leads), encoding="utf-8")
     done = delivered.run("explain", str(lead_file))
@@ -478,35 +533,66 @@ def test_explain_of_every_terminal_attack_is_clean(delivered: Installation) -> N
 
 
 RETAINED = {  # one lead per delivery outcome, each with its own personal details
-    "sent": ("Ambrosine", "Fairweather-Quist", "07700 900401", "ambrosine@example.net",
-             "Ambrosine's father needs nursing care after a fall."),
-    "dead": ("Barnabus", "Oakenshaw-Pryce", "07700 900402", "barnabus@example.net",
-             "Barnabus is asking about respite care in August."),
-    "retrying": ("Celandine", "Hollowmere-Vane", "07700 900403", "celandine@example.net",
-                 "Celandine needs a room for her aunt, unfinished business."),
+    "sent": (
+        "Ambrosine",
+        "Fairweather-Quist",
+        "07700 900401",
+        "ambrosine@example.net",
+        "Ambrosine's father needs nursing care after a fall.",
+    ),
+    "dead": (
+        "Barnabus",
+        "Oakenshaw-Pryce",
+        "07700 900402",
+        "barnabus@example.net",
+        "Barnabus is asking about respite care in August.",
+    ),
+    "retrying": (
+        "Celandine",
+        "Hollowmere-Vane",
+        "07700 900403",
+        "celandine@example.net",
+        "Celandine needs a room for her aunt, unfinished business.",
+    ),
 }
 
 
 def retained_record(outcome: str, lead_id: int) -> dict[str, Any]:
     first, surname, phone, address, content = RETAINED[outcome]
     record = base_record(lead_id, category=1, service=100000)
-    record.update(enquirerFirstName=first, enquirerSurname=surname, telephone=phone,
-                  content=content, residentFirstName=first + "-Resident", residentSurname=surname,
-                  **{"from": address})
+    record.update(
+        enquirerFirstName=first,
+        enquirerSurname=surname,
+        telephone=phone,
+        content=content,
+        residentFirstName=first + "-Resident",
+        residentSurname=surname,
+        **{"from": address},
+    )
     return record
 
 
 def test_purge_erases_personal_details_and_keeps_the_record(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     records = [retained_record(o, 7600 + i) for i, o in enumerate(RETAINED)]
-    slow = ('slow-teams = { teams = "${TEAMS_SLOW_WEBHOOK}" }\n'
-            'dead-slack = { slack = "#closed-channel" }\n')
-    rules = ('\n[[rules]]\nname = "Unfinished"\nwhen = { content = ["unfinished business"] }\n'
-             'notify = ["slow-teams"]\n\n[[rules]]\nname = "Respite"\n'
-             'when = { content = ["respite"] }\nnotify = ["dead-slack"]\n')
-    with installation(tmp_path / "leadbot", documents(records, now), api_key=API_KEY,
-                      retention="2d", destinations=slow, rules=rules,
-                      teams_vars=("TEAMS_SLOW_WEBHOOK",)) as inst:
+    slow = (
+        'slow-teams = { teams = "${TEAMS_SLOW_WEBHOOK}" }\n'
+        'dead-slack = { slack = "#closed-channel" }\n'
+    )
+    rules = (
+        '\n[[rules]]\nname = "Unfinished"\nwhen = { content = ["unfinished business"] }\n'
+        'notify = ["slow-teams"]\n\n[[rules]]\nname = "Respite"\n'
+        'when = { content = ["respite"] }\nnotify = ["dead-slack"]\n'
+    )
+    with installation(
+        tmp_path / "leadbot",
+        documents(records, now),
+        api_key=API_KEY,
+        retention="2d",
+        destinations=slow,
+        rules=rules,
+        teams_vars=("TEAMS_SLOW_WEBHOOK",),
+    ) as inst:
         inst.teams.fail_next(1, status=429, retry_after=3600, webhook="slow")
         inst.slack.fail_channel("#closed-channel", "channel_not_found")
         done = inst.run("run", "--once")
@@ -533,16 +619,24 @@ def test_purge_erases_personal_details_and_keeps_the_record(tmp_path: Path) -> N
         for outcome in ("sent", "dead"):
             for value in RETAINED[outcome]:
                 for name, data in files.items():
-                    for encoded in {value.encode(), value.encode("utf-16-le"),
-                                    json.dumps(value).encode()}:
+                    for encoded in {
+                        value.encode(),
+                        value.encode("utf-16-le"),
+                        json.dumps(value).encode(),
+                    }:
                         assert encoded not in data, f"{outcome} lead's {value!r} is in {name}"
         assert any(RETAINED["retrying"][0].encode() in d for d in files.values()), (
-            "the lead still being delivered lost its details")
+            "the lead still being delivered lost its details"
+        )
         assert statuses(inst.db) == before, "delivery outcomes changed"
         after = {k: v for k, v in query(inst.db, "SELECT key, seen_at FROM leads")}
         assert after == seen, "lead keys or times changed"
-        rows = {r[0]: r[1:] for r in query(
-            inst.db, "SELECT key, raw IS NULL, purged_at IS NOT NULL, lead_date FROM leads")}
+        rows = {
+            r[0]: r[1:]
+            for r in query(
+                inst.db, "SELECT key, raw IS NULL, purged_at IS NOT NULL, lead_date FROM leads"
+            )
+        }
         assert rows["1:7600"][:2] == (1, 1) and rows["1:7601"][:2] == (1, 1)
         assert rows["1:7602"][:2] == (0, 0), "a lead with an unfinished delivery was purged"
         assert all(r[2] for r in rows.values()), "lead dates were erased"
@@ -569,9 +663,16 @@ def mode(path: Path) -> int:
 
 def test_the_database_and_the_demo_folder_are_owner_only(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(ROOT_RULES), "run",
-                           "--once", "--demo"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60, check=False, preexec_fn=lambda: os.umask(0))
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(ROOT_RULES), "run", "--once", "--demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.umask(0),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     demo = tmp_path / "leadbot-demo"
     assert mode(demo) == 0o700
@@ -583,18 +684,33 @@ def test_the_database_and_the_demo_folder_are_owner_only(tmp_path: Path) -> None
     # a real run's database, created where it is told
     db = tmp_path / "data" / "leadbot.db"
     with installation(tmp_path / "inst", [], api_key=API_KEY) as inst:
-        done = subprocess.run([sys.executable, "-m", "bot", "--config", str(inst.config),
-                               "--db", str(db), "run", "--once"],
-                              env=inst.env, cwd=inst.folder, capture_output=True, text=True,
-                              timeout=60, check=False, preexec_fn=lambda: os.umask(0))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "--config",
+                str(inst.config),
+                "--db",
+                str(db),
+                "run",
+                "--once",
+            ],
+            env=inst.env,
+            cwd=inst.folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            preexec_fn=lambda: os.umask(0),
+        )
         assert done.returncode == 0, done.stderr[-2000:]
     for path in db.parent.iterdir():
         assert mode(path) == 0o600, f"{path.name} is {oct(mode(path))}"
     assert mode(db.parent) == 0o700
 
 
-def test_an_email_parses_back_to_exactly_one_recipient(renderer: Renderer,
-                                                       config: Config) -> None:
+def test_an_email_parses_back_to_exactly_one_recipient(renderer: Renderer, config: Config) -> None:
     record = CORPUS[[h.name for h in CORPUS].index("header injection in names and from")].record
     for output in outputs_of(record, renderer, config):
         if output.channel is Channel.EMAIL:

@@ -33,8 +33,7 @@ def email(address: str = "sales@rosecare.example") -> Target:
     return Target(Channel.EMAIL, address, address)
 
 
-def send_as_fast_as_allowed(lane: Lane, start: float, count: int, took: float = 0.0
-                            ) -> list[float]:
+def send_as_fast_as_allowed(lane: Lane, start: float, count: int, took: float = 0.0) -> list[float]:
     """Drive a lane as the dispatcher does: wait until ready, take, send (taking `took`
     seconds), finish. Returns when each message left."""
     times, now = [], start
@@ -52,7 +51,8 @@ def send_as_fast_as_allowed(lane: Lane, start: float, count: int, took: float = 
 
 @pytest.mark.parametrize("attempts", [*range(1, 13), 40])
 def test_each_retry_waits_between_half_and_all_of_a_doubling_delay_capped_at_an_hour(
-        attempts: int) -> None:
+    attempts: int,
+) -> None:
     rng = random.Random(attempts)
     full = full_delay(attempts)
     for _ in range(50):
@@ -63,8 +63,10 @@ def test_each_retry_waits_between_half_and_all_of_a_doubling_delay_capped_at_an_
 
 def test_the_first_retry_comes_after_half_to_all_of_first() -> None:
     rng = random.Random(1)
-    delays = [POLICY.next_attempt(1, START, START, rng=rng) - START  # type: ignore[operator]
-              for _ in range(400)]
+    delays = [
+        POLICY.next_attempt(1, START, START, rng=rng) - START  # type: ignore[operator]
+        for _ in range(400)
+    ]
     assert 15.0 <= min(delays) < 16.0 and 29.0 < max(delays) <= 30.0  # the jitter is real
 
 
@@ -72,8 +74,10 @@ def test_the_first_retry_comes_after_half_to_all_of_first() -> None:
 def test_below_the_cap_each_delay_is_at_least_the_one_before(seed: int) -> None:
     # attempt n+1 waits at least half of 2×full(n), i.e. at least full(n): never less than n
     rng = random.Random(seed)
-    delays = [POLICY.next_attempt(n, START, START, rng=rng) - START  # type: ignore[operator]
-              for n in range(1, 8)]  # full delays 30 s … 1920 s; the eighth is capped
+    delays = [
+        POLICY.next_attempt(n, START, START, rng=rng) - START  # type: ignore[operator]
+        for n in range(1, 8)
+    ]  # full delays 30 s … 1920 s; the eighth is capped
     assert delays == sorted(delays)
     assert delays[6] >= 32 * delays[0]  # exponential, not linear
 
@@ -93,11 +97,11 @@ def test_even_after_very_many_attempts_the_delay_is_at_most_the_cap(attempts: in
     assert POLICY.cap / 2 <= at - (START + 60) <= POLICY.cap
 
 
-@pytest.mark.parametrize("elapsed, attempts", [(POLICY.give_up - 10, 1),
-                                               (POLICY.give_up - 10, 12),
-                                               (POLICY.give_up - 1800, 20)])
-def test_no_retry_is_scheduled_later_than_the_give_up_time(elapsed: float, attempts: int
-                                                           ) -> None:
+@pytest.mark.parametrize(
+    "elapsed, attempts",
+    [(POLICY.give_up - 10, 1), (POLICY.give_up - 10, 12), (POLICY.give_up - 1800, 20)],
+)
+def test_no_retry_is_scheduled_later_than_the_give_up_time(elapsed: float, attempts: int) -> None:
     for seed in range(20):
         at = POLICY.next_attempt(attempts, START, START + elapsed, rng=random.Random(seed))
         assert at is not None
@@ -112,27 +116,39 @@ def test_a_retry_after_beyond_the_give_up_time_is_cut_to_it() -> None:
 @pytest.mark.parametrize("elapsed", [POLICY.give_up, POLICY.give_up + 1, 10 * POLICY.give_up])
 @pytest.mark.parametrize("retry_after", [None, 1.0])
 def test_once_the_give_up_time_has_passed_there_is_no_next_attempt(
-        elapsed: float, retry_after: float | None) -> None:
-    assert POLICY.next_attempt(5, START, START + elapsed, retry_after=retry_after,
-                               rng=random.Random(0)) is None
+    elapsed: float, retry_after: float | None
+) -> None:
+    assert (
+        POLICY.next_attempt(
+            5, START, START + elapsed, retry_after=retry_after, rng=random.Random(0)
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("retry_after", [1.0, 7.0, 120.0, 7200.0])
 @pytest.mark.parametrize("attempts", [1, 6, 30])
 def test_a_retry_after_is_honoured_exactly_with_no_jitter_and_no_cap(
-        retry_after: float, attempts: int) -> None:
+    retry_after: float, attempts: int
+) -> None:
     now = START + 100
     for seed in range(5):
-        assert POLICY.next_attempt(attempts, START, now, retry_after=retry_after,
-                                   rng=random.Random(seed)) == now + retry_after
+        assert (
+            POLICY.next_attempt(
+                attempts, START, now, retry_after=retry_after, rng=random.Random(seed)
+            )
+            == now + retry_after
+        )
 
 
 def test_the_policy_follows_its_settings() -> None:
     quick = RetryPolicy(first=2.0, cap=10.0, give_up=100.0)
     rng = random.Random(5)
     delays = [quick.next_attempt(n, 0.0, 0.0, rng=rng) for n in (1, 2, 3, 4, 5)]
-    assert [d is not None and full_delay(n, quick) / 2 <= d <= full_delay(n, quick)
-            for n, d in zip((1, 2, 3, 4, 5), delays, strict=True)] == [True] * 5
+    assert [
+        d is not None and full_delay(n, quick) / 2 <= d <= full_delay(n, quick)
+        for n, d in zip((1, 2, 3, 4, 5), delays, strict=True)
+    ] == [True] * 5
     assert max(d for d in delays if d is not None) <= 10.0
     assert quick.next_attempt(1, 0.0, 100.0, rng=rng) is None
 
@@ -142,8 +158,15 @@ def test_the_policy_follows_its_settings() -> None:
 
 def test_a_fresh_slack_lane_allows_a_burst_of_three_then_one_a_second() -> None:
     lane = Lanes().get(slack())
-    assert send_as_fast_as_allowed(lane, 100.0, 7) == [100.0, 100.0, 100.0, 101.0, 102.0,
-                                                       103.0, 104.0]
+    assert send_as_fast_as_allowed(lane, 100.0, 7) == [
+        100.0,
+        100.0,
+        100.0,
+        101.0,
+        102.0,
+        103.0,
+        104.0,
+    ]
 
 
 def test_take_uses_a_slot_and_ready_at_says_when_the_next_one_is() -> None:
@@ -245,16 +268,20 @@ def test_a_teams_429_holds_that_webhook_until_retry_after() -> None:
 # --- lane_of and Lanes -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("a, b, same", [
-    (email("sales@rosecare.example"), email("amira.khan@rosecare.example"), True),
-    (slack("#rose-lodge"), slack("#willow-house"), False),
-    (slack("#rose-lodge"), slack("U024BE7LH"), False),
-    (teams("TEAMS_OPS_WEBHOOK"), teams("TEAMS_GROUP_WEBHOOK"), False),
-    (slack("ops"), teams("ops"), False),
-    (slack("#rose-lodge"), Target(Channel.SLACK, "#rose-lodge", "another-name"), True),
-])
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        (email("sales@rosecare.example"), email("amira.khan@rosecare.example"), True),
+        (slack("#rose-lodge"), slack("#willow-house"), False),
+        (slack("#rose-lodge"), slack("U024BE7LH"), False),
+        (teams("TEAMS_OPS_WEBHOOK"), teams("TEAMS_GROUP_WEBHOOK"), False),
+        (slack("ops"), teams("ops"), False),
+        (slack("#rose-lodge"), Target(Channel.SLACK, "#rose-lodge", "another-name"), True),
+    ],
+)
 def test_all_email_shares_one_lane_and_each_slack_channel_or_teams_webhook_has_its_own(
-        a: Target, b: Target, same: bool) -> None:
+    a: Target, b: Target, same: bool
+) -> None:
     assert (lane_of(a) == lane_of(b)) is same
     lanes = Lanes()
     assert (lanes.get(a) is lanes.get(b)) is same

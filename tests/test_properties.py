@@ -43,32 +43,94 @@ pytestmark = pytest.mark.timeout(120)
 # No example database: every run explores afresh, and the runtime does not depend on history.
 # Shrinking is left out where one example is costly: the failing example is still printed, and
 # each hole found has a minimal reproduction in test_hostile.py or an @example here.
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-                database=None)
-THOROUGH = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck),
-                    database=None, phases=[Phase.explicit, Phase.generate])
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
+THOROUGH = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+)
 
 CONFIG: Config = load_config(ROOT_RULES)
 RENDERER = Renderer(CONFIG)
-ADDRESS = {Channel.SLACK: "#prop", Channel.EMAIL: "sales@rosecare.example",
-           Channel.TEAMS: "TEAMS_PROP_WEBHOOK"}
+ADDRESS = {
+    Channel.SLACK: "#prop",
+    Channel.EMAIL: "sales@rosecare.example",
+    Channel.TEAMS: "TEAMS_PROP_WEBHOOK",
+}
 
 # --- strategies -------------------------------------------------------------------------------
 
 ANY_CHARACTER = st.characters(exclude_categories=())  # surrogates, controls, private use: all
-FRAGMENTS = sorted({*TEXTS.values(), *ENCODED_WORDS.values(), "\r\n", "\r", "\n", "\x00",
-                    "\x1b[", "\x1b]8;;", "\x07", "\x85", "\u2028", "\u202e", "\u2066", "<", ">",
-                    "&", "&amp;", "&lt;", "*", "**", "_", "~", "`", "|", "\\", "[", "](", "![",
-                    "#", "- ", "1. ", "> ", "=", "http://", "https://", "www.", "javascript:",
-                    "<!", "<@", "<#", "<http", "=?utf-8?q?", "=?utf-8?b?", "?=", "=0D=0A",
-                    "Bcc: ", "\ud800", "😀", "\u0301", "\ufeff"})
-hostile_text = st.lists(st.one_of(st.text(ANY_CHARACTER, max_size=16),
-                                  st.sampled_from(FRAGMENTS)), max_size=8).map("".join)
+FRAGMENTS = sorted(
+    {
+        *TEXTS.values(),
+        *ENCODED_WORDS.values(),
+        "\r\n",
+        "\r",
+        "\n",
+        "\x00",
+        "\x1b[",
+        "\x1b]8;;",
+        "\x07",
+        "\x85",
+        "\u2028",
+        "\u202e",
+        "\u2066",
+        "<",
+        ">",
+        "&",
+        "&amp;",
+        "&lt;",
+        "*",
+        "**",
+        "_",
+        "~",
+        "`",
+        "|",
+        "\\",
+        "[",
+        "](",
+        "![",
+        "#",
+        "- ",
+        "1. ",
+        "> ",
+        "=",
+        "http://",
+        "https://",
+        "www.",
+        "javascript:",
+        "<!",
+        "<@",
+        "<#",
+        "<http",
+        "=?utf-8?q?",
+        "=?utf-8?b?",
+        "?=",
+        "=0D=0A",
+        "Bcc: ",
+        "\ud800",
+        "😀",
+        "\u0301",
+        "\ufeff",
+    }
+)
+hostile_text = st.lists(
+    st.one_of(st.text(ANY_CHARACTER, max_size=16), st.sampled_from(FRAGMENTS)), max_size=8
+).map("".join)
 # The same without RFC 2047 encoded words, to look past the one hole they open in email headers.
 plain_fragments = [f for f in FRAGMENTS if "=?" not in f and "?=" not in f]
-hostile_text_without_encoded_words = st.lists(st.one_of(
-    st.text(ANY_CHARACTER, max_size=16), st.sampled_from(plain_fragments)), max_size=8).map(
-    "".join).filter(lambda text: "=?" not in text)
+hostile_text_without_encoded_words = (
+    st.lists(
+        st.one_of(st.text(ANY_CHARACTER, max_size=16), st.sampled_from(plain_fragments)), max_size=8
+    )
+    .map("".join)
+    .filter(lambda text: "=?" not in text)
+)
 
 
 numberish = st.one_of(
@@ -78,15 +140,46 @@ numberish = st.one_of(
     st.sampled_from(["2000", " 2000 ", "1e400", "-1", "0x10", "²", "٣", "1_000", "NaN"]),
 )
 json_scalar = st.one_of(st.none(), st.booleans(), numberish, hostile_text)
-json_value = st.recursive(json_scalar, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(hostile_text, inner, max_size=3)),
-    max_leaves=10)
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(hostile_text, inner, max_size=3)
+    ),
+    max_leaves=10,
+)
 
-FIELDS = ("id", "category", "service", "to", "from", "date", "content", "enquirerFirstName",
-          "enquirerSurname", "onBehalfOf", "residentFirstName", "residentSurname", "telephone",
-          "isAnonymised", "funding", "timescales", "categorySpecificData")
-SPECIFIC = ("visitDate", "visitTime", "instruction", "emailPermission", "phonePermission",
-            "budget_type", "budgetType", "budget_min", "budgetMin", "budget_max", "budgetMax")
+FIELDS = (
+    "id",
+    "category",
+    "service",
+    "to",
+    "from",
+    "date",
+    "content",
+    "enquirerFirstName",
+    "enquirerSurname",
+    "onBehalfOf",
+    "residentFirstName",
+    "residentSurname",
+    "telephone",
+    "isAnonymised",
+    "funding",
+    "timescales",
+    "categorySpecificData",
+)
+SPECIFIC = (
+    "visitDate",
+    "visitTime",
+    "instruction",
+    "emailPermission",
+    "phonePermission",
+    "budget_type",
+    "budgetType",
+    "budget_min",
+    "budgetMin",
+    "budget_max",
+    "budgetMax",
+)
 
 
 @st.composite
@@ -98,27 +191,53 @@ def odd_records(draw: st.DrawFn) -> dict[str, Any]:
             record[name] = draw(json_value)
     if draw(st.booleans()):
         record["id"] = draw(st.one_of(st.integers(0, 10**6), numberish))
-        record["category"] = draw(st.one_of(
-            st.integers(1, 9), st.fixed_dictionaries({"id": numberish, "name": json_value})))
-        record["service"] = draw(st.one_of(st.fixed_dictionaries(
-            {"id": st.one_of(st.sampled_from([100000, 200000]), numberish),
-             "name": json_value, "postcode": json_value}), json_value))
-        record["categorySpecificData"] = draw(st.dictionaries(
-            st.sampled_from(SPECIFIC), json_value, max_size=len(SPECIFIC)))
+        record["category"] = draw(
+            st.one_of(
+                st.integers(1, 9), st.fixed_dictionaries({"id": numberish, "name": json_value})
+            )
+        )
+        record["service"] = draw(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "id": st.one_of(st.sampled_from([100000, 200000]), numberish),
+                        "name": json_value,
+                        "postcode": json_value,
+                    }
+                ),
+                json_value,
+            )
+        )
+        record["categorySpecificData"] = draw(
+            st.dictionaries(st.sampled_from(SPECIFIC), json_value, max_size=len(SPECIFIC))
+        )
     return record
 
 
 moments = st.builds(
-    lambda when, offset, form: form(when.replace(tzinfo=timezone(offset)) if offset is not None
-                                    else when),
-    st.one_of(st.datetimes(min_value=datetime(1, 1, 1),
-                           max_value=datetime(9999, 12, 31, 23, 59, 59)),
-              st.sampled_from([datetime(1, 1, 1), datetime(1, 1, 1, 0, 30),
-                               datetime(9999, 12, 31, 23, 59, 59)])),
-    st.one_of(st.none(), st.timedeltas(min_value=timedelta(hours=-23, minutes=-59),
-                                       max_value=timedelta(hours=23, minutes=59))),
-    st.sampled_from([lambda d: d.isoformat(), lambda d: d.isoformat().replace("+00:00", "Z"),
-                     lambda d: d.isoformat(sep=" ")]))
+    lambda when, offset, form: form(
+        when.replace(tzinfo=timezone(offset)) if offset is not None else when
+    ),
+    st.one_of(
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+        st.sampled_from(
+            [datetime(1, 1, 1), datetime(1, 1, 1, 0, 30), datetime(9999, 12, 31, 23, 59, 59)]
+        ),
+    ),
+    st.one_of(
+        st.none(),
+        st.timedeltas(
+            min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
+        ),
+    ),
+    st.sampled_from(
+        [
+            lambda d: d.isoformat(),
+            lambda d: d.isoformat().replace("+00:00", "Z"),
+            lambda d: d.isoformat(sep=" "),
+        ]
+    ),
+)
 
 
 def parse_or_poll_error(body: str) -> None:
@@ -127,8 +246,16 @@ def parse_or_poll_error(body: str) -> None:
     except PollError:
         return
     for lead in batch.leads:
-        for text in (lead.content, lead.telephone, lead.sender, lead.enquirer_first_name or "",
-                     lead.category.name, lead.service.name, lead.visit_time, lead.instruction):
+        for text in (
+            lead.content,
+            lead.telephone,
+            lead.sender,
+            lead.enquirer_first_name or "",
+            lead.category.name,
+            lead.service.name,
+            lead.visit_time,
+            lead.instruction,
+        ):
             assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text), "a lone surrogate got in"
 
 
@@ -143,8 +270,10 @@ def test_the_parser_takes_any_json_in_any_field(records: list[dict[str, Any]]) -
 
 
 @FAST
-@given(st.lists(st.one_of(st.integers(0, 10**6), numberish), min_size=1, max_size=3),
-       st.one_of(st.integers(1, 9), numberish))
+@given(
+    st.lists(st.one_of(st.integers(0, 10**6), numberish), min_size=1, max_size=3),
+    st.one_of(st.integers(1, 9), numberish),
+)
 @example(ids=["²"], category=1)
 @example(ids=[1], category={"id": "³"})
 @example(ids=[10**30], category=1)
@@ -157,8 +286,17 @@ def test_the_parser_takes_any_id(ids: list[Any], category: Any) -> None:
 @given(st.one_of(numberish, json_value), st.one_of(numberish, json_value))
 @example(low=10**400, high=None)
 def test_the_parser_takes_any_budget(low: Any, high: Any) -> None:
-    parse_or_poll_error(json.dumps([{"id": 1, "category": 6, "categorySpecificData": {
-        "budget_min": low, "budgetMax": high}}]))
+    parse_or_poll_error(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "category": 6,
+                    "categorySpecificData": {"budget_min": low, "budgetMax": high},
+                }
+            ]
+        )
+    )
 
 
 @FAST
@@ -168,16 +306,20 @@ def test_the_parser_takes_any_text_as_a_body(body: str) -> None:
 
 
 @FAST
-@given(st.binary(max_size=300), st.sampled_from(["application/json", "text/html",
-                                                 "application/json; charset=latin-1"]))
+@given(
+    st.binary(max_size=300),
+    st.sampled_from(["application/json", "text/html", "application/json; charset=latin-1"]),
+)
 def test_the_client_takes_any_bytes_as_a_body(body: bytes, content_type: str) -> None:
     transport = httpx.MockTransport(
-        lambda request: httpx.Response(200, content=body, headers={"Content-Type": content_type}))
+        lambda request: httpx.Response(200, content=body, headers={"Content-Type": content_type})
+    )
     with httpx.Client(transport=transport) as http:
         now = datetime.now(UTC)
         with contextlib.suppress(PollError):
             AutumnaClient("https://autumna.invalid/api/leads/", http).fetch(
-                "prop", "K" * 40, now - timedelta(hours=1), now)
+                "prop", "K" * 40, now - timedelta(hours=1), now
+            )
 
 
 @FAST
@@ -194,9 +336,19 @@ def test_any_date_parses_and_renders(moment: str, channel: Channel) -> None:
 
 # --- the renderers ----------------------------------------------------------------------------
 
-TEXT_FIELDS = ("to", "from", "content", "enquirerFirstName", "enquirerSurname",
-               "residentFirstName", "residentSurname", "telephone", "onBehalfOf", "funding",
-               "timescales")
+TEXT_FIELDS = (
+    "to",
+    "from",
+    "content",
+    "enquirerFirstName",
+    "enquirerSurname",
+    "residentFirstName",
+    "residentSurname",
+    "telephone",
+    "onBehalfOf",
+    "funding",
+    "timescales",
+)
 
 
 def _any_text(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -214,8 +366,11 @@ def hostile_leads(draw: st.DrawFn, encoded_words: bool = True) -> dict[str, Any]
     """Arbitrary text in every string field; any category, permissions and anonymisation."""
     any_text = ANY_TEXT if encoded_words else ANY_TEXT_WITHOUT_ENCODED_WORDS
     category = draw(st.one_of(st.integers(1, 8), st.integers(-3, 120)))
-    record = base_record(draw(st.integers(1, 10**9)), category=max(category, 0),
-                         service=draw(st.sampled_from([100000, 200000, UNKNOWN_HOME])))
+    record = base_record(
+        draw(st.integers(1, 10**9)),
+        category=max(category, 0),
+        service=draw(st.sampled_from([100000, 200000, UNKNOWN_HOME])),
+    )
     for name in TEXT_FIELDS:
         record[name] = draw(any_text)
     record["category"]["name"] = draw(any_text)
@@ -230,8 +385,12 @@ def hostile_leads(draw: st.DrawFn, encoded_words: bool = True) -> dict[str, Any]
 
 
 # Routing notes quote the home's name as Autumna sent it, cleaned at the edge like every field.
-facts = st.builds(Facts, st.booleans(), st.booleans(),
-                  st.lists(hostile_text.map(clean_line), max_size=3).map(tuple))
+facts = st.builds(
+    Facts,
+    st.booleans(),
+    st.booleans(),
+    st.lists(hostile_text.map(clean_line), max_size=3).map(tuple),
+)
 
 
 def render(record: dict[str, Any], channel: Channel, privacy: str, fact: Facts) -> Any:
@@ -243,8 +402,9 @@ def render(record: dict[str, Any], channel: Channel, privacy: str, fact: Facts) 
 
 @THOROUGH
 @given(hostile_leads(), st.sampled_from(PRIVACY_LEVELS), facts)
-def test_slack_messages_stay_text_and_within_limits(record: dict[str, Any], privacy: str,
-                                                   fact: Facts) -> None:
+def test_slack_messages_stay_text_and_within_limits(
+    record: dict[str, Any], privacy: str, fact: Facts
+) -> None:
     _, _, output = render(record, Channel.SLACK, privacy, fact)
     problems = slack_problems(output.payload, output.mentions)
     assert not problems, problems[:5]
@@ -253,8 +413,9 @@ def test_slack_messages_stay_text_and_within_limits(record: dict[str, Any], priv
 
 @THOROUGH
 @given(hostile_leads(), st.sampled_from(PRIVACY_LEVELS), facts)
-def test_teams_cards_stay_text_and_within_limits(record: dict[str, Any], privacy: str,
-                                                 fact: Facts) -> None:
+def test_teams_cards_stay_text_and_within_limits(
+    record: dict[str, Any], privacy: str, fact: Facts
+) -> None:
     _, _, output = render(record, Channel.TEAMS, privacy, fact)
     problems = teams_problems(output.payload, baselines().markdown)
     assert not problems, problems[:5]
@@ -264,8 +425,9 @@ def test_teams_cards_stay_text_and_within_limits(record: dict[str, Any], privacy
 
 def email_problems(record: dict[str, Any], privacy: str, fact: Facts) -> list[str]:
     lead, target, output = render(record, Channel.EMAIL, privacy, fact)
-    return email_output_problems(output.payload, target, fact.urgent, baselines().html,
-                                 expected_reply_to(lead, target))
+    return email_output_problems(
+        output.payload, target, fact.urgent, baselines().html, expected_reply_to(lead, target)
+    )
 
 
 def _with_name(name: str) -> dict[str, Any]:
@@ -277,8 +439,9 @@ def _with_name(name: str) -> dict[str, Any]:
 @settings(FAST, phases=[Phase.explicit, Phase.generate])
 @given(hostile_leads(), st.sampled_from(PRIVACY_LEVELS), facts)
 @example(record=_with_name(ENCODED_WORDS["name"]), privacy="full", fact=Facts())
-def test_emails_stay_text_and_keep_their_headers(record: dict[str, Any], privacy: str,
-                                                 fact: Facts) -> None:
+def test_emails_stay_text_and_keep_their_headers(
+    record: dict[str, Any], privacy: str, fact: Facts
+) -> None:
     problems = email_problems(record, privacy, fact)
     assert not problems, problems[:5]
 
@@ -286,23 +449,29 @@ def test_emails_stay_text_and_keep_their_headers(record: dict[str, Any], privacy
 @FAST
 @given(hostile_leads(encoded_words=False), st.sampled_from(PRIVACY_LEVELS), facts)
 def test_emails_without_encoded_words_stay_text_and_keep_their_headers(
-        record: dict[str, Any], privacy: str, fact: Facts) -> None:
+    record: dict[str, Any], privacy: str, fact: Facts
+) -> None:
     problems = email_problems(record, privacy, fact)
     assert not problems, problems[:5]
 
 
 @FAST
-@given(st.text(st.characters(exclude_categories=()), max_size=60), st.sampled_from(list(Channel)),
-       st.sampled_from(PRIVACY_LEVELS))
-def test_a_name_alone_never_adds_an_email_header_or_a_mention(name: str, channel: Channel,
-                                                             privacy: str) -> None:
+@given(
+    st.text(st.characters(exclude_categories=()), max_size=60),
+    st.sampled_from(list(Channel)),
+    st.sampled_from(PRIVACY_LEVELS),
+)
+def test_a_name_alone_never_adds_an_email_header_or_a_mention(
+    name: str, channel: Channel, privacy: str
+) -> None:
     """One field at a time, so a failure names the field's text exactly."""
     record = base_record(1, category=1, service=100000)
     record["enquirerFirstName"] = name
     lead, target, output = render(record, channel, privacy, Facts())
     if channel is Channel.EMAIL:
-        problems = email_output_problems(output.payload, target, False, baselines().html,
-                                         expected_reply_to(lead, target))
+        problems = email_output_problems(
+            output.payload, target, False, baselines().html, expected_reply_to(lead, target)
+        )
     elif channel is Channel.SLACK:
         problems = slack_problems(output.payload)
     else:

@@ -37,9 +37,11 @@ PUBLISHED = ROOT / "bot" / "demo" / "published"
 NAMES = sorted(p.name for p in PUBLISHED.glob("*.json"))
 CHANNELS = list(Channel)
 PRIVACY = ["full", "minimal"]
-ADDRESSES = {Channel.SLACK: ("#group-leads", "group-leads"),
-             Channel.EMAIL: ("sales@rosecare.example", "sales-inbox"),
-             Channel.TEAMS: ("TEAMS_OPS_WEBHOOK", "ops-teams")}
+ADDRESSES = {
+    Channel.SLACK: ("#group-leads", "group-leads"),
+    Channel.EMAIL: ("sales@rosecare.example", "sales-inbox"),
+    Channel.TEAMS: ("TEAMS_OPS_WEBHOOK", "ops-teams"),
+}
 PHONE, EMAIL = "01900 000000", "johnsmith@gmail.com"
 MARKER = "truncated"
 
@@ -68,8 +70,13 @@ def target(channel: Channel, privacy: str = "full") -> Target:
     return Target(channel, address, label, privacy)
 
 
-def render(renderer: Renderer, lead: Lead, channel: Channel, privacy: str = "full",
-           facts: Facts | None = None) -> Message:
+def render(
+    renderer: Renderer,
+    lead: Lead,
+    channel: Channel,
+    privacy: str = "full",
+    facts: Facts | None = None,
+) -> Message:
     return renderer.render(lead, target(channel, privacy), facts or Facts())
 
 
@@ -85,8 +92,7 @@ def visible(message: Message) -> str:
     if message.target.channel is Channel.EMAIL:
         parsed, raw, plain, html_part = email_of(message)
         headers = "\n".join(f"{name}: {value}" for name, value in parsed.items())
-        return "\n".join([headers, plain, html.unescape(html_part),
-                          raw.decode("utf-8", "replace")])
+        return "\n".join([headers, plain, html.unescape(html_part), raw.decode("utf-8", "replace")])
     return json.dumps(message.payload, ensure_ascii=False)
 
 
@@ -135,9 +141,9 @@ def assert_valid(message: Message) -> None:
 @pytest.mark.parametrize("privacy", PRIVACY)
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
 @pytest.mark.parametrize("name", NAMES)
-def test_every_published_lead_renders_a_valid_message(config: Config, renderer: Renderer,
-                                                      name: str, channel: Channel,
-                                                      privacy: str) -> None:
+def test_every_published_lead_renders_a_valid_message(
+    config: Config, renderer: Renderer, name: str, channel: Channel, privacy: str
+) -> None:
     lead = published(name)
     routing = route(lead, config)
     facts = Facts(routing.urgent, routing.unrouted, tuple(routing.notes))
@@ -153,25 +159,31 @@ def test_every_published_lead_renders_a_valid_message(config: Config, renderer: 
     assert ("Rose Lodge" if lead.service.id == 100000 else "Willow House") in shown
 
 
-def test_every_teams_card_passes_microsofts_own_library(renderer: Renderer, hostile: Lead
-                                                        ) -> None:
+def test_every_teams_card_passes_microsofts_own_library(renderer: Renderer, hostile: Lead) -> None:
     payloads = [
-        render(renderer, lead, Channel.TEAMS, privacy, Facts(urgent, urgent, ("a note",)
-                                                             if urgent else ())).payload
+        render(
+            renderer,
+            lead,
+            Channel.TEAMS,
+            privacy,
+            Facts(urgent, urgent, ("a note",) if urgent else ()),
+        ).payload
         for lead in [*map(published, NAMES), hostile]
         for privacy in PRIVACY
         for urgent in (False, True)
     ]
-    payloads.append(renderer.render_notice("Autumna is unreachable", "3 polls failed",
-                                           target(Channel.TEAMS)).payload)
+    payloads.append(
+        renderer.render_notice(
+            "Autumna is unreachable", "3 polls failed", target(Channel.TEAMS)
+        ).payload
+    )
     validate_teams_messages(payloads)  # uses Node when it is installed
 
 
 def test_unrouted_leads_and_notes_are_shown(renderer: Renderer) -> None:
     facts = Facts(unrouted=True, notes=("home 424242 is not in rules.toml: add [homes.424242]",))
     for channel in CHANNELS:
-        message = render(renderer, published("1-contact-form-message.json"), channel,
-                         facts=facts)
+        message = render(renderer, published("1-contact-form-message.json"), channel, facts=facts)
         assert_valid(message)
         shown = visible(message)
         assert "No rule routed this lead" in shown
@@ -182,37 +194,44 @@ def test_unrouted_leads_and_notes_are_shown(renderer: Renderer) -> None:
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-@pytest.mark.parametrize("name", ["2-in-person-visit-request.json",
-                                  "3-virtual-visit-request.json"])
-def test_visit_requests_show_the_visit_date_and_time(renderer: Renderer, name: str,
-                                                     channel: Channel) -> None:
+@pytest.mark.parametrize("name", ["2-in-person-visit-request.json", "3-virtual-visit-request.json"])
+def test_visit_requests_show_the_visit_date_and_time(
+    renderer: Renderer, name: str, channel: Channel
+) -> None:
     shown = visible(render(renderer, published(name), channel))
     assert "Thu 29 Apr" in shown
     assert "We don't get this" in shown
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-@pytest.mark.parametrize(("when", "expected"), [
-    ("2021-06-27T14:17:29.517Z", "Sun 27 Jun, 15:17"),
-    ("2021-01-15T09:30:00Z", "Fri 15 Jan, 09:30"),
-    ("2021-03-28T00:59:00Z", "Sun 28 Mar, 00:59"),
-    ("2021-03-28T01:00:00Z", "Sun 28 Mar, 02:00"),
-    ("2021-12-31T23:59:59Z", "Fri 31 Dec, 23:59"),
-    ("not a date", "time unknown"),
-], ids=["BST", "GMT", "last minute of GMT", "first minute of BST", "new year's eve",
-        "unreadable"])
-def test_times_are_shown_in_the_groups_time_zone(renderer: Renderer, when: str, expected: str,
-                                                 channel: Channel) -> None:
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        ("2021-06-27T14:17:29.517Z", "Sun 27 Jun, 15:17"),
+        ("2021-01-15T09:30:00Z", "Fri 15 Jan, 09:30"),
+        ("2021-03-28T00:59:00Z", "Sun 28 Mar, 00:59"),
+        ("2021-03-28T01:00:00Z", "Sun 28 Mar, 02:00"),
+        ("2021-12-31T23:59:59Z", "Fri 31 Dec, 23:59"),
+        ("not a date", "time unknown"),
+    ],
+    ids=["BST", "GMT", "last minute of GMT", "first minute of BST", "new year's eve", "unreadable"],
+)
+def test_times_are_shown_in_the_groups_time_zone(
+    renderer: Renderer, when: str, expected: str, channel: Channel
+) -> None:
     lead = lead_from("1-contact-form-message.json", date=when)
     assert expected in visible(render(renderer, lead, channel))
 
 
-@pytest.mark.parametrize(("moment", "zone", "expected"), [
-    (datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC), "Europe/London", "Sun 27 Jun, 15:17"),
-    (datetime(2021, 1, 15, 9, 30, tzinfo=UTC), "Europe/London", "Fri 15 Jan, 09:30"),
-    (datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC), "America/New_York", "Sun 27 Jun, 10:17"),
-    (datetime(2021, 6, 27, 23, 30, tzinfo=UTC), "Europe/London", "Mon 28 Jun, 00:30"),
-])
+@pytest.mark.parametrize(
+    ("moment", "zone", "expected"),
+    [
+        (datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC), "Europe/London", "Sun 27 Jun, 15:17"),
+        (datetime(2021, 1, 15, 9, 30, tzinfo=UTC), "Europe/London", "Fri 15 Jan, 09:30"),
+        (datetime(2021, 6, 27, 14, 17, 29, tzinfo=UTC), "America/New_York", "Sun 27 Jun, 10:17"),
+        (datetime(2021, 6, 27, 23, 30, tzinfo=UTC), "Europe/London", "Mon 28 Jun, 00:30"),
+    ],
+)
 def test_format_moment(moment: datetime, zone: str, expected: str) -> None:
     assert format_moment(moment, ZoneInfo(zone)) == expected
 
@@ -225,12 +244,16 @@ def test_format_day() -> None:
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-@pytest.mark.parametrize("flags", [(False, False), (True, True)], ids=["as published",
-                                                                         "flags say yes"])
+@pytest.mark.parametrize(
+    "flags", [(False, False), (True, True)], ids=["as published", "flags say yes"]
+)
 def test_no_permission_referrals_never_show_the_enquirers_phone_or_email(
-        renderer: Renderer, channel: Channel, flags: tuple[bool, bool]) -> None:
-    lead = lead_from("7-referral-without-contact.json", specific={
-        "emailPermission": flags[0], "phonePermission": flags[1]})
+    renderer: Renderer, channel: Channel, flags: tuple[bool, bool]
+) -> None:
+    lead = lead_from(
+        "7-referral-without-contact.json",
+        specific={"emailPermission": flags[0], "phonePermission": flags[1]},
+    )
     message = render(renderer, lead, channel, facts=Facts(urgent=True))
     shown = visible(message)
 
@@ -244,8 +267,9 @@ def test_no_permission_referrals_never_show_the_enquirers_phone_or_email(
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-def test_an_email_only_referral_shows_the_email_but_not_the_phone(renderer: Renderer,
-                                                                  channel: Channel) -> None:
+def test_an_email_only_referral_shows_the_email_but_not_the_phone(
+    renderer: Renderer, channel: Channel
+) -> None:
     message = render(renderer, published("6-referral-with-contact.json"), channel)
     shown = visible(message)
     assert EMAIL in shown
@@ -257,10 +281,12 @@ def test_an_email_only_referral_shows_the_email_but_not_the_phone(renderer: Rend
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-def test_a_phone_only_referral_shows_the_phone_but_not_the_email(renderer: Renderer,
-                                                                 channel: Channel) -> None:
-    lead = lead_from("6-referral-with-contact.json", specific={
-        "emailPermission": False, "phonePermission": True})
+def test_a_phone_only_referral_shows_the_phone_but_not_the_email(
+    renderer: Renderer, channel: Channel
+) -> None:
+    lead = lead_from(
+        "6-referral-with-contact.json", specific={"emailPermission": False, "phonePermission": True}
+    )
     message = render(renderer, lead, channel)
     shown = visible(message)
     assert PHONE in shown
@@ -269,21 +295,34 @@ def test_a_phone_only_referral_shows_the_phone_but_not_the_email(renderer: Rende
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-def test_direct_enquiries_show_both_contact_methods(renderer: Renderer, channel: Channel
-                                                    ) -> None:
+def test_direct_enquiries_show_both_contact_methods(renderer: Renderer, channel: Channel) -> None:
     shown = visible(render(renderer, published("4-call-back-request.json"), channel))
     assert PHONE in shown and EMAIL in shown
     assert "permission" not in shown.lower()
 
 
-PERSONAL = ["John", "Jane", "Smith", PHONE, "+447979908510", "johnsmith", "looking for",
-            "dementia", "Family member", "Myself", "350,000", "Self Funding", "Top-up"]
+PERSONAL = [
+    "John",
+    "Jane",
+    "Smith",
+    PHONE,
+    "+447979908510",
+    "johnsmith",
+    "looking for",
+    "dementia",
+    "Family member",
+    "Myself",
+    "350,000",
+    "Self Funding",
+    "Top-up",
+]
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
 @pytest.mark.parametrize("name", NAMES)
-def test_minimal_privacy_shows_no_personal_details(renderer: Renderer, name: str,
-                                                   channel: Channel) -> None:
+def test_minimal_privacy_shows_no_personal_details(
+    renderer: Renderer, name: str, channel: Channel
+) -> None:
     message = render(renderer, published(name), channel, "minimal", Facts(urgent=True))
     assert_valid(message)
     shown = visible(message)
@@ -293,10 +332,13 @@ def test_minimal_privacy_shows_no_personal_details(renderer: Renderer, name: str
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-@pytest.mark.parametrize("name", ["1-contact-form-message.json", "4-call-back-request.json",
-                                  "6-referral-with-contact.json"])
-def test_anonymised_leads_show_no_personal_details(renderer: Renderer, name: str,
-                                                   channel: Channel) -> None:
+@pytest.mark.parametrize(
+    "name",
+    ["1-contact-form-message.json", "4-call-back-request.json", "6-referral-with-contact.json"],
+)
+def test_anonymised_leads_show_no_personal_details(
+    renderer: Renderer, name: str, channel: Channel
+) -> None:
     lead = lead_from(name, isAnonymised=True)
     message = render(renderer, lead, channel, facts=Facts(urgent=True))
     assert_valid(message)
@@ -312,8 +354,9 @@ def test_anonymised_leads_show_no_personal_details(renderer: Renderer, name: str
 
 
 @pytest.mark.parametrize(("service", "manager"), [(100000, "U024BE7LH"), (200000, "U024BE7LJ")])
-def test_urgent_slack_messages_mention_the_homes_manager(renderer: Renderer, service: int,
-                                                         manager: str) -> None:
+def test_urgent_slack_messages_mention_the_homes_manager(
+    renderer: Renderer, service: int, manager: str
+) -> None:
     data = published_record("4-call-back-request.json")
     data["service"]["id"] = service
     lead = parse_lead(data, "default")
@@ -327,8 +370,10 @@ def test_urgent_slack_messages_mention_the_homes_manager(renderer: Renderer, ser
 
 
 def test_urgent_leads_for_unknown_homes_mention_nobody(renderer: Renderer) -> None:
-    lead = lead_from("4-call-back-request.json", service={"id": 424242, "name": "Elm Court",
-                                                          "postcode": "SW1A 1AA"})
+    lead = lead_from(
+        "4-call-back-request.json",
+        service={"id": 424242, "name": "Elm Court", "postcode": "SW1A 1AA"},
+    )
     message = render(renderer, lead, Channel.SLACK, facts=Facts(urgent=True))
     assert_valid(message)
     assert "<@" not in json.dumps(message.payload)
@@ -336,10 +381,10 @@ def test_urgent_leads_for_unknown_homes_mention_nobody(renderer: Renderer) -> No
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_urgent_email_says_urgent_in_the_subject_and_headers(renderer: Renderer, name: str
-                                                             ) -> None:
-    urgent, _, plain, _ = email_of(render(renderer, published(name), Channel.EMAIL,
-                                          facts=Facts(urgent=True)))
+def test_urgent_email_says_urgent_in_the_subject_and_headers(renderer: Renderer, name: str) -> None:
+    urgent, _, plain, _ = email_of(
+        render(renderer, published(name), Channel.EMAIL, facts=Facts(urgent=True))
+    )
     # (Python's email folding may put the whole subject on a continuation line: " URGENT…")
     assert urgent["Subject"].strip().startswith("URGENT")
     assert urgent["X-Priority"].startswith("1")
@@ -368,18 +413,24 @@ def test_urgent_teams_cards_are_coloured(renderer: Renderer) -> None:
 # --- escaping -----------------------------------------------------------------------------------
 
 
-HOSTILE = ("<!channel> <@U123> <https://evil.example|Autumna portal> Tom & Jerry "
-           "<script>alert(1)</script> [x](https://evil.example) "
-           "![img](https://evil.example/a.png) see https://evil.example/path "
-           "or www.evil.example\n- a list\n# a heading\n> a quote")
+HOSTILE = (
+    "<!channel> <@U123> <https://evil.example|Autumna portal> Tom & Jerry "
+    "<script>alert(1)</script> [x](https://evil.example) "
+    "![img](https://evil.example/a.png) see https://evil.example/path "
+    "or www.evil.example\n- a list\n# a heading\n> a quote"
+)
 HOSTILE_NAME = "Eve <!here> [Smith](https://evil.example)\r\nBcc: x@evil.example"
 
 
 @pytest.fixture(scope="module")
 def hostile() -> Lead:
-    return lead_from("4-call-back-request.json", content=HOSTILE,
-                     enquirerFirstName=HOSTILE_NAME, residentFirstName="<@U999>",
-                     telephone="<tel:123|call me>")
+    return lead_from(
+        "4-call-back-request.json",
+        content=HOSTILE,
+        enquirerFirstName=HOSTILE_NAME,
+        residentFirstName="<@U999>",
+        telephone="<tel:123|call me>",
+    )
 
 
 def test_slack_shows_hostile_text_as_text(renderer: Renderer, hostile: Lead) -> None:
@@ -388,8 +439,17 @@ def test_slack_shows_hostile_text_as_text(renderer: Renderer, hostile: Lead) -> 
     texts = [m["text"] for m in mrkdwn_objects(message.payload["blocks"])]
     texts.append(message.payload["text"])
     for text in texts:
-        for bad in ("<!channel>", "<!here>", "<@U123>", "<@U999>", "<https://", "<tel:",
-                    "<script", "Tom & Jerry", "https://evil"):
+        for bad in (
+            "<!channel>",
+            "<!here>",
+            "<@U123>",
+            "<@U999>",
+            "<https://",
+            "<tel:",
+            "<script",
+            "Tom & Jerry",
+            "https://evil",
+        ):
             assert bad not in text, (bad, text)
     body = texts[0]
     assert "&lt;!channel&gt;" in body and "&lt;@U123&gt;" in body
@@ -414,8 +474,16 @@ def test_teams_markdown_shows_hostile_text_as_text(renderer: Renderer, hostile: 
     md = MarkdownIt("commonmark")
     for block in card_of(message)["body"]:
         rendered = md.render(block["text"])
-        for bad in ("<a ", "<img", "<script", "<h1", "<ul", "<blockquote", "https://evil",
-                    "www.evil"):
+        for bad in (
+            "<a ",
+            "<img",
+            "<script",
+            "<h1",
+            "<ul",
+            "<blockquote",
+            "https://evil",
+            "www.evil",
+        ):
             assert bad not in rendered, (bad, rendered)
     body = md.render(card_of(message)["body"][1]["text"])
     assert "[x](https:\u2060//evil.example)" in body  # shown literally, backslashes gone
@@ -423,8 +491,9 @@ def test_teams_markdown_shows_hostile_text_as_text(renderer: Renderer, hostile: 
 
 
 @pytest.mark.parametrize("line", ["1. first", "2) second", "10. tenth"])
-def test_teams_shows_a_numbered_line_without_a_stray_backslash(renderer: Renderer, line: str
-                                                              ) -> None:
+def test_teams_shows_a_numbered_line_without_a_stray_backslash(
+    renderer: Renderer, line: str
+) -> None:
     lead = lead_from("1-contact-form-message.json", content=f"Our needs:\n{line}")
     body = card_of(render(renderer, lead, Channel.TEAMS))["body"][1]["text"]
     rendered = MarkdownIt("commonmark").render(body)
@@ -433,10 +502,16 @@ def test_teams_shows_a_numbered_line_without_a_stray_backslash(renderer: Rendere
 
 
 @pytest.mark.parametrize("cleaned", [True, False], ids=["parsed", "raw CR LF in the Lead"])
-def test_email_headers_cannot_be_injected_through_a_name(renderer: Renderer, hostile: Lead,
-                                                         cleaned: bool) -> None:
-    lead = hostile if cleaned else replace(hostile, enquirer_first_name=HOSTILE_NAME,
-                                           sender="a@b.example\r\nBcc: y@evil.example")
+def test_email_headers_cannot_be_injected_through_a_name(
+    renderer: Renderer, hostile: Lead, cleaned: bool
+) -> None:
+    lead = (
+        hostile
+        if cleaned
+        else replace(
+            hostile, enquirer_first_name=HOSTILE_NAME, sender="a@b.example\r\nBcc: y@evil.example"
+        )
+    )
     parsed, raw, _, _ = email_of(render(renderer, lead, Channel.EMAIL))
     subject = parsed["Subject"]
     assert "\r" not in subject and "\n" not in subject
@@ -455,14 +530,18 @@ MEGABYTE = ("Tom & Jerry <b> [x](y) " * 50_000)[:1_000_000]
 
 @pytest.fixture(scope="module")
 def huge() -> Lead:
-    return lead_from("2-in-person-visit-request.json", content=MEGABYTE,
-                     service={"id": 424242, "name": MEGABYTE, "postcode": "SW1A 1AA"},
-                     enquirerFirstName=MEGABYTE, specific={"visitTime": MEGABYTE,
-                                                           "instruction": MEGABYTE})
+    return lead_from(
+        "2-in-person-visit-request.json",
+        content=MEGABYTE,
+        service={"id": 424242, "name": MEGABYTE, "postcode": "SW1A 1AA"},
+        enquirerFirstName=MEGABYTE,
+        specific={"visitTime": MEGABYTE, "instruction": MEGABYTE},
+    )
 
 
-def test_a_megabyte_of_text_is_cut_to_slacks_limits_with_a_marker(renderer: Renderer,
-                                                                  huge: Lead) -> None:
+def test_a_megabyte_of_text_is_cut_to_slacks_limits_with_a_marker(
+    renderer: Renderer, huge: Lead
+) -> None:
     message = render(renderer, huge, Channel.SLACK, facts=Facts(urgent=True))
     assert_valid(message)
     blocks = message.payload["blocks"]
@@ -474,8 +553,9 @@ def test_a_megabyte_of_text_is_cut_to_slacks_limits_with_a_marker(renderer: Rend
     assert len(message.payload["text"]) <= 3000
 
 
-def test_a_megabyte_of_text_keeps_the_teams_message_under_28_kb(renderer: Renderer,
-                                                                huge: Lead) -> None:
+def test_a_megabyte_of_text_keeps_the_teams_message_under_28_kb(
+    renderer: Renderer, huge: Lead
+) -> None:
     message = render(renderer, huge, Channel.TEAMS, facts=Facts(urgent=True))
     assert_valid(message)
     validate_teams_message(message.payload)  # with Microsoft's library too, when Node is here
@@ -498,14 +578,18 @@ def test_a_long_name_does_not_make_an_unbounded_email_subject(renderer: Renderer
     assert len(parsed["Subject"]) <= 998  # RFC 5322's line limit: Slack's header is cut at 150
 
 
-@pytest.mark.parametrize("text", [
-    "a" * 10 + "&amp;" * 40,
-    "&lt;" * 60,
-    "x&gt;y" * 40,
-    "\\*" * 80,
-    "a\\\\b" * 50,
-    "\\\\" * 80,
-], ids=["&amp;", "&lt;", "&gt;", "escaped stars", "escaped backslashes", "only backslashes"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 10 + "&amp;" * 40,
+        "&lt;" * 60,
+        "x&gt;y" * 40,
+        "\\*" * 80,
+        "a\\\\b" * 50,
+        "\\\\" * 80,
+    ],
+    ids=["&amp;", "&lt;", "&gt;", "escaped stars", "escaped backslashes", "only backslashes"],
+)
 def test_truncate_never_cuts_an_escape_in_half(text: str) -> None:
     marker = "… (truncated)"
     for limit in range(len(marker), len(text)):
@@ -517,13 +601,17 @@ def test_truncate_never_cuts_an_escape_in_half(text: str) -> None:
         assert trailing % 2 == 0, (limit, kept)
 
 
-@pytest.mark.parametrize(("text", "limit", "expected"), [
-    ("short", 10, "short"),
-    ("exactly10!", 10, "exactly10!"),
-    ("a" * 20, 15, "aa… (truncated)"),
-])
-def test_truncate_leaves_short_text_alone_and_marks_cut_text(text: str, limit: int,
-                                                            expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("exactly10!", 10, "exactly10!"),
+        ("a" * 20, 15, "aa… (truncated)"),
+    ],
+)
+def test_truncate_leaves_short_text_alone_and_marks_cut_text(
+    text: str, limit: int, expected: str
+) -> None:
     assert escape.truncate(text, limit) == expected
 
 
@@ -536,18 +624,23 @@ def group_config(tmp_path: Path, files: dict[str, str]) -> Config:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
     rules = ROOT_RULES.read_text(encoding="utf-8").replace(
-        '# templates = "my-templates"', 'templates = "my-templates"', 1)
+        '# templates = "my-templates"', 'templates = "my-templates"', 1
+    )
     assert 'templates = "my-templates"' in rules
     (tmp_path / "rules.toml").write_text(rules, encoding="utf-8")
     return load_config(tmp_path / "rules.toml")
 
 
 def test_a_group_template_overrides_one_block_and_the_rest_stays_built_in(
-        tmp_path: Path, renderer: Renderer) -> None:
-    config = group_config(tmp_path, {
-        "slack/call-back-request.j2":
-            "{% block header %}Ring them: {{ home.name }} {{ lead.enquirer }}{% endblock %}",
-    })
+    tmp_path: Path, renderer: Renderer
+) -> None:
+    config = group_config(
+        tmp_path,
+        {
+            "slack/call-back-request.j2": "{% block header %}Ring them: {{ home.name }} "
+            "{{ lead.enquirer }}{% endblock %}",
+        },
+    )
     ours = Renderer(config)
     lead = replace(published("4-call-back-request.json"), enquirer_first_name="<!channel>")
 
@@ -560,8 +653,10 @@ def test_a_group_template_overrides_one_block_and_the_rest_stays_built_in(
     assert custom.payload["text"] == builtin.payload["text"]
     assert "please call back within the hour" in custom.payload["text"]
     other = render(ours, published("1-contact-form-message.json"), Channel.SLACK)
-    assert other.payload == render(renderer, published("1-contact-form-message.json"),
-                                   Channel.SLACK).payload
+    assert (
+        other.payload
+        == render(renderer, published("1-contact-form-message.json"), Channel.SLACK).payload
+    )
     mine, theirs = render(ours, lead, Channel.EMAIL), render(renderer, lead, Channel.EMAIL)
     assert email_of(mine)[0]["Subject"] == email_of(theirs)[0]["Subject"]
     mine, theirs = render(ours, lead, Channel.TEAMS), render(renderer, lead, Channel.TEAMS)
@@ -570,10 +665,14 @@ def test_a_group_template_overrides_one_block_and_the_rest_stays_built_in(
 
 
 def test_a_group_default_template_block_applies_to_every_category_and_is_escaped(
-        tmp_path: Path) -> None:
-    config = group_config(tmp_path, {
-        "slack/default.j2": "{% block footer %}Rose Care · {{ lead.content }}{% endblock %}",
-    })
+    tmp_path: Path,
+) -> None:
+    config = group_config(
+        tmp_path,
+        {
+            "slack/default.j2": "{% block footer %}Rose Care · {{ lead.content }}{% endblock %}",
+        },
+    )
     ours = Renderer(config)
     for name in NAMES:
         lead = replace(published(name), content="<!channel> & co")
@@ -583,19 +682,32 @@ def test_a_group_default_template_block_applies_to_every_category_and_is_escaped
         assert footer == "Rose Care · &lt;!channel&gt; &amp; co"
 
 
-@pytest.mark.parametrize(("template", "says"), [
-    ("{% block header %}{% if %}{% endblock %}", "TemplateSyntaxError"),
-    ("{% block header %}{{ ''.__class__.__mro__ }}{% endblock %}", "SecurityError"),
-    ("{% block header %}{{ lead.content.__class__.__base__.__subclasses__() }}{% endblock %}",
-     "SecurityError"),
-    ("{% block header %}{{ no_such_thing }}{% endblock %}", "UndefinedError"),
-    ("{% block header %}{{ lead.no_such_field.deeper }}{% endblock %}", "UndefinedError"),
-    ("{% block header %}{% include 'nowhere.j2' %}{% endblock %}", "TemplateNotFound"),
-], ids=["syntax error", "mro escape", "subclasses escape", "unknown name", "unknown field",
-        "missing include"])
-def test_a_broken_group_template_is_reported_by_check_not_a_crash(tmp_path: Path,
-                                                                  template: str,
-                                                                  says: str) -> None:
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("{% block header %}{% if %}{% endblock %}", "TemplateSyntaxError"),
+        ("{% block header %}{{ ''.__class__.__mro__ }}{% endblock %}", "SecurityError"),
+        (
+            "{% block header %}{{ lead.content.__class__.__base__.__subclasses__() }}"
+            "{% endblock %}",
+            "SecurityError",
+        ),
+        ("{% block header %}{{ no_such_thing }}{% endblock %}", "UndefinedError"),
+        ("{% block header %}{{ lead.no_such_field.deeper }}{% endblock %}", "UndefinedError"),
+        ("{% block header %}{% include 'nowhere.j2' %}{% endblock %}", "TemplateNotFound"),
+    ],
+    ids=[
+        "syntax error",
+        "mro escape",
+        "subclasses escape",
+        "unknown name",
+        "unknown field",
+        "missing include",
+    ],
+)
+def test_a_broken_group_template_is_reported_by_check_not_a_crash(
+    tmp_path: Path, template: str, says: str
+) -> None:
     config = group_config(tmp_path, {"slack/call-back-request.j2": template})
     problems = Renderer(config).check()
     assert problems, "check() found nothing wrong"
@@ -608,8 +720,7 @@ def test_check_passes_for_the_built_in_templates(renderer: Renderer) -> None:
 
 
 def test_a_lead_url_adds_an_open_button_everywhere(tmp_path: Path) -> None:
-    rules = ROOT_RULES.read_text(encoding="utf-8").replace(
-        "# lead_url = ", "lead_url = ", 1)
+    rules = ROOT_RULES.read_text(encoding="utf-8").replace("# lead_url = ", "lead_url = ", 1)
     (tmp_path / "rules.toml").write_text(rules, encoding="utf-8")
     ours = Renderer(load_config(tmp_path / "rules.toml"))
     url = "https://crm.rosecare.example/leads/4/2000"
@@ -617,8 +728,12 @@ def test_a_lead_url_adds_an_open_button_everywhere(tmp_path: Path) -> None:
 
     slack = render(ours, lead, Channel.SLACK)
     assert_valid(slack)
-    assert {"type": "button", "text": {"type": "plain_text", "text": "Open the lead"},
-            "url": url, "style": "primary"} in slack.payload["blocks"][-2]["elements"]
+    assert {
+        "type": "button",
+        "text": {"type": "plain_text", "text": "Open the lead"},
+        "url": url,
+        "style": "primary",
+    } in slack.payload["blocks"][-2]["elements"]
     teams = render(ours, lead, Channel.TEAMS)
     assert_valid(teams)
     assert card_of(teams)["actions"][0]["url"] == url
@@ -631,11 +746,14 @@ def test_a_lead_url_adds_an_open_button_everywhere(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("privacy", PRIVACY)
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
-def test_render_notice_renders_for_every_channel(renderer: Renderer, channel: Channel,
-                                                 privacy: str) -> None:
-    message = renderer.render_notice("Autumna is unreachable",
-                                     "3 polls failed <!channel> & https://evil.example",
-                                     target(channel, privacy))
+def test_render_notice_renders_for_every_channel(
+    renderer: Renderer, channel: Channel, privacy: str
+) -> None:
+    message = renderer.render_notice(
+        "Autumna is unreachable",
+        "3 polls failed <!channel> & https://evil.example",
+        target(channel, privacy),
+    )
     assert_valid(message)
     assert message.ref == f"notice/{message.target.key}"
     assert "Autumna is unreachable" in message.summary

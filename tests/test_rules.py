@@ -160,23 +160,34 @@ CONDITIONS: list[tuple[str, dict[str, Any], bool]] = [
     ('category = 4, home.region = "London"', {"category_id": 4, "service_id": 100000}, True),
     ('category = 4, home.region = "London"', {"category_id": 4, "service_id": 200000}, False),
     ('category = 4, home.region = "London"', {"category_id": 1, "service_id": 100000}, False),
-    ('category = [2, 3], content = "dementia", postcode = "SW"',
-     {"category_id": 3, "content": "vascular dementia", "postcode": "SW1A 1AA"}, True),
-    ('category = [2, 3], content = "dementia", postcode = "SW"',
-     {"category_id": 3, "content": "vascular dementia", "postcode": "M20 2LS"}, False),
+    (
+        'category = [2, 3], content = "dementia", postcode = "SW"',
+        {"category_id": 3, "content": "vascular dementia", "postcode": "SW1A 1AA"},
+        True,
+    ),
+    (
+        'category = [2, 3], content = "dementia", postcode = "SW"',
+        {"category_id": 3, "content": "vascular dementia", "postcode": "M20 2LS"},
+        False,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("when", "changes", "matches"), CONDITIONS,
-                         ids=[f"{w} | {c} -> {m}" for w, c, m in CONDITIONS])
-def test_each_condition_matches_as_documented(tmp_path: Path, when: str,
-                                              changes: dict[str, Any], matches: bool) -> None:
-    config = config_with(tmp_path, f"""
+@pytest.mark.parametrize(
+    ("when", "changes", "matches"), CONDITIONS, ids=[f"{w} | {c} -> {m}" for w, c, m in CONDITIONS]
+)
+def test_each_condition_matches_as_documented(
+    tmp_path: Path, when: str, changes: dict[str, Any], matches: bool
+) -> None:
+    config = config_with(
+        tmp_path,
+        f"""
 [[rules]]
 name = "the rule"
 when = {{ {when} }}
 notify = ["hit"]
-""")
+""",
+    )
     routing = route(lead(**changes), config)
     assert ("slack:#hit" in keys(routing)) is matches, routing.results[0].reasons
     assert routing.results[0].matched is matches
@@ -191,30 +202,37 @@ def test_a_rule_without_when_matches_every_lead(tmp_path: Path) -> None:
         assert routing.results[0].reasons == ["no conditions: matches every lead"]
 
 
-@pytest.mark.parametrize(("postcode", "wanted", "matches"), [
-    ("SW1A 1AA", "SW", True),
-    ("SW1A 1AA", "S", False),
-    ("S1 2AB", "S", True),
-    ("S12AB", "S1", True),
-    ("SW1A 1AA", "SW1A", True),
-    ("SW1A1AA", "SW1A 1", True),
-    ("W1A 0AX", "W", True),
-    ("W1A0AX", "W1A", True),
-    ("EC1A 1BB", "E", False),
-    ("", "SW", False),
-])
-def test_postcode_matches_areas_outward_codes_and_prefixes(postcode: str, wanted: str,
-                                                           matches: bool) -> None:
+@pytest.mark.parametrize(
+    ("postcode", "wanted", "matches"),
+    [
+        ("SW1A 1AA", "SW", True),
+        ("SW1A 1AA", "S", False),
+        ("S1 2AB", "S", True),
+        ("S12AB", "S1", True),
+        ("SW1A 1AA", "SW1A", True),
+        ("SW1A1AA", "SW1A 1", True),
+        ("W1A 0AX", "W", True),
+        ("W1A0AX", "W1A", True),
+        ("EC1A 1BB", "E", False),
+        ("", "SW", False),
+    ],
+)
+def test_postcode_matches_areas_outward_codes_and_prefixes(
+    postcode: str, wanted: str, matches: bool
+) -> None:
     assert postcode_matches(postcode, wanted) is matches
 
 
 def test_reasons_explain_why_a_rule_failed(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call-backs in London"
 when = { category = "Call Back Request", home.region = "London" }
 notify = ["hit"]
-""")
+""",
+    )
     routing = route(lead(category_id=4, service_id=200000), config)
     (result,) = routing.results
     assert not result.matched
@@ -226,7 +244,9 @@ notify = ["hit"]
 
 
 def test_every_matching_rule_fires(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call-backs to sales"
 when = { category = 4 }
@@ -240,17 +260,22 @@ notify = ["hit"]
 [[rules]]
 name = "everything to the group"
 notify = ["group-leads"]
-""")
+""",
+    )
     routing = route(lead(category_id=4), config)
     assert keys(routing) == ["email:sales@rosecare.example", "slack:#group-leads"]
-    assert routing.reached_by == {"email:sales@rosecare.example": ["call-backs to sales"],
-                                  "slack:#group-leads": ["everything to the group"]}
+    assert routing.reached_by == {
+        "email:sales@rosecare.example": ["call-backs to sales"],
+        "slack:#group-leads": ["everything to the group"],
+    }
     assert [r.matched for r in routing.results] == [True, False, True]
     assert routing.unrouted is False and routing.urgent is False and routing.notes == []
 
 
 def test_stop_ends_evaluation(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "visits stop here"
 when = { category = 2 }
@@ -261,7 +286,8 @@ stop = true
 name = "after the stop"
 notify = ["late"]
 urgent = true
-""")
+""",
+    )
     stopped = route(lead(category_id=2), config)
     assert keys(stopped) == ["slack:#hit"]
     assert len(stopped.results) == 1 and stopped.urgent is False
@@ -272,7 +298,9 @@ urgent = true
 
 
 def test_a_target_reached_by_two_rules_gets_one_message(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call-backs"
 when = { category = 4 }
@@ -281,34 +309,43 @@ notify = ["group-leads", "home.manager_email"]
 [[rules]]
 name = "everything"
 notify = ["group-leads", "home.manager_email", "group-leads"]
-""")
+""",
+    )
     routing = route(lead(category_id=4), config)
     assert keys(routing) == ["slack:#group-leads", "email:amira.khan@rosecare.example"]
     assert routing.reached_by["slack:#group-leads"] == ["call-backs", "everything", "everything"]
-    assert set(routing.reached_by["email:amira.khan@rosecare.example"]) == {"call-backs",
-                                                                            "everything"}
+    assert set(routing.reached_by["email:amira.khan@rosecare.example"]) == {
+        "call-backs",
+        "everything",
+    }
 
 
-def test_a_home_attribute_and_a_destination_naming_one_channel_are_one_target(tmp_path: Path
-                                                                              ) -> None:
+def test_a_home_attribute_and_a_destination_naming_one_channel_are_one_target(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "rules.toml"
-    path.write_text(BASE_TOML.replace('slack = "#rose-lodge"', 'slack = "#group-leads"') + """
+    path.write_text(
+        BASE_TOML.replace('slack = "#rose-lodge"', 'slack = "#group-leads"')
+        + """
 [[rules]]
 name = "to the home"
 notify = ["home.slack"]
 [[rules]]
 name = "to the group"
 notify = ["group-leads"]
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     routing = route(lead(service_id=100000), load_config(path))
     assert keys(routing) == ["slack:#group-leads"]
     assert routing.reached_by["slack:#group-leads"] == ["to the home", "to the group"]
 
 
 @pytest.mark.parametrize(("category", "urgent"), [(4, True), (1, False)])
-def test_urgent_comes_from_any_matching_rule(tmp_path: Path, category: int, urgent: bool
-                                             ) -> None:
-    config = config_with(tmp_path, """
+def test_urgent_comes_from_any_matching_rule(tmp_path: Path, category: int, urgent: bool) -> None:
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "everything"
 notify = ["group-leads"]
@@ -324,20 +361,24 @@ name = "never matches but urgent"
 when = { category = 8 }
 notify = ["sales"]
 urgent = true
-""")
+""",
+    )
     routing = route(lead(category_id=category), config)
     assert routing.urgent is urgent
     assert keys(routing) == ["slack:#group-leads"]
 
 
 def test_a_lead_no_rule_routes_goes_to_the_fallback_flagged_unrouted(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call-backs only"
 when = { category = 4 }
 notify = ["sales"]
 urgent = true
-""")
+""",
+    )
     routing = route(lead(category_id=1), config)
     assert keys(routing) == ["slack:#group-leads"]
     assert routing.unrouted is True and routing.urgent is False
@@ -346,13 +387,17 @@ urgent = true
 
 
 def test_a_lead_for_a_home_not_in_the_file_reaches_the_fallback_and_other_destinations(
-        tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    tmp_path: Path,
+) -> None:
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call-backs"
 when = { category = 4 }
 notify = ["home.slack", "home.manager_email", "sales"]
-""")
+""",
+    )
     routing = route(lead(category_id=4, service_id=424242), config)
     assert keys(routing) == ["email:sales@rosecare.example", "slack:#group-leads"]
     assert routing.reached_by["slack:#group-leads"] == ["fallback: unknown home"]
@@ -361,8 +406,7 @@ notify = ["home.slack", "home.manager_email", "sales"]
     assert "[homes.424242]" in note and "Example Service Name" in note
 
 
-def test_a_lead_for_an_unknown_home_that_only_home_rules_match_is_unrouted(tmp_path: Path
-                                                                            ) -> None:
+def test_a_lead_for_an_unknown_home_that_only_home_rules_match_is_unrouted(tmp_path: Path) -> None:
     config = config_with(tmp_path, '[[rules]]\nname = "home"\nnotify = ["home.slack"]\n')
     routing = route(lead(service_id=424242), config)
     assert keys(routing) == ["slack:#group-leads"]
@@ -379,11 +423,14 @@ def test_a_lead_without_a_service_id_gets_a_note_that_makes_sense(tmp_path: Path
 
 
 def test_a_home_without_the_attribute_a_rule_names_is_noted_not_a_crash(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
 [[rules]]
 name = "call the manager"
 notify = ["home.manager_email", "home.manager_slack", "sales"]
-""")
+""",
+    )
     routing = route(lead(service_id=200000), config)  # Willow House has no manager attributes
     assert keys(routing) == ["email:sales@rosecare.example"]
     assert routing.unrouted is False
@@ -430,10 +477,12 @@ def published(name: str) -> Lead:
     return only
 
 
-@pytest.mark.parametrize(("name", "targets", "urgent"), EXAMPLE_ROUTES,
-                         ids=[row[0] for row in EXAMPLE_ROUTES])
-def test_the_example_rules_route_each_published_lead(example: Config, name: str,
-                                                     targets: list[str], urgent: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "targets", "urgent"), EXAMPLE_ROUTES, ids=[row[0] for row in EXAMPLE_ROUTES]
+)
+def test_the_example_rules_route_each_published_lead(
+    example: Config, name: str, targets: list[str], urgent: bool
+) -> None:
     routing = route(published(name), example)
     assert keys(routing) == targets
     assert routing.urgent is urgent
@@ -454,8 +503,7 @@ def test_the_example_makes_call_backs_urgent_for_the_manager_and_sales(example: 
         assert routing.reached_by[key] == ["Call-back requests are urgent"]
 
 
-def test_the_example_sends_dementia_in_the_north_west_to_the_regional_team(example: Config
-                                                                            ) -> None:
+def test_the_example_sends_dementia_in_the_north_west_to_the_regional_team(example: Config) -> None:
     data = json.loads((PUBLISHED / "2-in-person-visit-request.json").read_text())
     data["service"]["id"] = 200000  # "vascular dementia", now at Willow House (North West)
     routing = route(parse_lead(data, "default"), example)
@@ -472,17 +520,24 @@ def test_the_example_makes_asap_leads_urgent_for_the_manager(example: Config) ->
     assert routing.urgent is True
     assert keys(routing) == ["email:priya.patel@rosecare.example", GROUP]
     assert routing.reached_by["email:priya.patel@rosecare.example"] == [
-        "Emergencies are urgent too"]
+        "Emergencies are urgent too"
+    ]
 
 
 def test_the_example_sends_a_lead_for_an_unlisted_home_to_the_group_with_a_note(
-        example: Config) -> None:
-    data = json.loads((PUBLISHED / "4-call-back-request.json").read_text().replace(
-        "“['Family member']”", "\"['Family member']\""))
+    example: Config,
+) -> None:
+    data = json.loads(
+        (PUBLISHED / "4-call-back-request.json")
+        .read_text()
+        .replace("“['Family member']”", "\"['Family member']\"")
+    )
     data["service"]["id"] = 999999
     routing = route(parse_lead(data, "default"), example)
     assert keys(routing) == [SALES, GROUP]
     assert routing.urgent is True
-    assert routing.reached_by[GROUP] == ["Everything goes to the group channel",
-                                         "fallback: unknown home"]
+    assert routing.reached_by[GROUP] == [
+        "Everything goes to the group channel",
+        "fallback: unknown home",
+    ]
     assert any("[homes.999999]" in note for note in routing.notes)

@@ -87,8 +87,9 @@ def leaks(evidence: Evidence, sources: dict[str, bytes]) -> list[str]:
             for form, value in forms(secret).items():
                 if value in data:
                     at = data.index(value)
-                    found.append(f"{where}: {form} {secret[:24]}… in "
-                                 f"{data[max(0, at - 80): at + 40]!r}")
+                    found.append(
+                        f"{where}: {form} {secret[:24]}… in {data[max(0, at - 80) : at + 40]!r}"
+                    )
                     break  # one form is enough to say where it leaked
     return found
 
@@ -109,8 +110,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run(inst: Installation, evidence: Evidence, label: str, *args: str, **env: str
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    inst: Installation, evidence: Evidence, label: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     done = inst.run(*args, "--log-level", "DEBUG", **env)
     evidence.logs[label] = done.stderr  # log lines and error messages
     evidence.outputs[label] = done.stdout  # what the command prints for people
@@ -124,13 +126,27 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
     logs.mkdir()
     now = datetime.now(UTC)
     found = Evidence()
-    with installation(folder, documents(3000, now), api_key=AUTUMNA_KEY, slack_token=SLACK_TOKEN,
-                      smtp_user=SMTP_USER, smtp_password=SMTP_PASSWORD, alert_after="0s",
-                      rules=EVERYWHERE) as inst:
+    with installation(
+        folder,
+        documents(3000, now),
+        api_key=AUTUMNA_KEY,
+        slack_token=SLACK_TOKEN,
+        smtp_user=SMTP_USER,
+        smtp_password=SMTP_PASSWORD,
+        alert_after="0s",
+        rules=EVERYWHERE,
+    ) as inst:
         webhooks = [inst.env[var] for var in TEAMS_VARS]
-        found.secrets = [AUTUMNA_KEY, WRONG_AUTUMNA_KEY, SLACK_TOKEN, WRONG_SLACK_TOKEN,
-                         SMTP_PASSWORD, WRONG_SMTP_PASSWORD, *webhooks,
-                         *(url.rsplit("sig=", 1)[1] for url in webhooks)]
+        found.secrets = [
+            AUTUMNA_KEY,
+            WRONG_AUTUMNA_KEY,
+            SLACK_TOKEN,
+            WRONG_SLACK_TOKEN,
+            SMTP_PASSWORD,
+            WRONG_SMTP_PASSWORD,
+            *webhooks,
+            *(url.rsplit("sig=", 1)[1] for url in webhooks),
+        ]
 
         # 1. The loop, with one of each transient failure; its files are read while it runs.
         inst.slack.fail_next(1, status=429, retry_after=1)
@@ -138,13 +154,26 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
         inst.smtp.fail_next(1, 451)
         inst.teams.fail_next(1, 500, webhook="group")
         with (logs / "out").open("w+") as out, (logs / "err").open("w+") as err:
-            process = subprocess.Popen(inst.command("run", "--log-level", "DEBUG"),
-                                       env=inst.env, cwd=folder, stdout=out, stderr=err)
+            process = subprocess.Popen(
+                inst.command("run", "--log-level", "DEBUG"),
+                env=inst.env,
+                cwd=folder,
+                stdout=out,
+                stderr=err,
+            )
             try:
-                wait_for(lambda: len(inst.slack.messages) >= 8 and len(inst.smtp.messages) >= 8
-                         and len(inst.teams.payloads("group")) >= 8, 60, "every delivery")
-                found.files.update({f"{p.name} (while running)": data
-                                    for p, data in inst.files().items()})
+                wait_for(
+                    lambda: (
+                        len(inst.slack.messages) >= 8
+                        and len(inst.smtp.messages) >= 8
+                        and len(inst.teams.payloads("group")) >= 8
+                    ),
+                    60,
+                    "every delivery",
+                )
+                found.files.update(
+                    {f"{p.name} (while running)": data for p, data in inst.files().items()}
+                )
                 assert {p.name for p in inst.files()} >= {"leadbot.db", "leadbot.db-wal"}
             finally:
                 process.send_signal(signal.SIGTERM)
@@ -153,41 +182,62 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
             err.seek(0)
             found.logs["run (loop)"] = out.read() + err.read()
         assert process.returncode == 0, found.logs["run (loop)"][-2000:]
-        for retried in ("Slack rate limit (HTTP 429)", "Slack error internal_error",
-                        "the mail server answered 451", "HTTP 500 from Teams"):
+        for retried in (
+            "Slack rate limit (HTTP 429)",
+            "Slack error internal_error",
+            "the mail server answered 451",
+            "HTTP 500 from Teams",
+        ):
             assert retried in found.logs["run (loop)"], retried
 
         # 2. Autumna fails: an error that echoes the key (as many APIs do); an outage; a wrong
         # key (Autumna answers both with HTTP 500). Ops is told at once (alert_after = "0s").
-        inst.autumna.fail_next(1, status=200, body=json.dumps(
-            {"message": f"Unknown api_key {AUTUMNA_KEY} (expected 40 characters)"}))
+        inst.autumna.fail_next(
+            1,
+            status=200,
+            body=json.dumps({"message": f"Unknown api_key {AUTUMNA_KEY} (expected 40 characters)"}),
+        )
         assert run(inst, found, "run: Autumna echoes the key", "run", "--once").returncode == 1
         assert "Autumna answered with an error" in found.logs["run: Autumna echoes the key"]
         run(inst, found, "status after the echo", "status")
 
         inst.autumna.fail_next(1, status=500)
         assert run(inst, found, "run: Autumna 500", "run", "--once").returncode == 1
-        done = run(inst, found, "run: wrong Autumna key", "run", "--once",
-                   AUTUMNA_API_KEY=WRONG_AUTUMNA_KEY)
+        done = run(
+            inst,
+            found,
+            "run: wrong Autumna key",
+            "run",
+            "--once",
+            AUTUMNA_API_KEY=WRONG_AUTUMNA_KEY,
+        )
         assert done.returncode == 1, done.stderr[-2000:]
         run(inst, found, "status while Autumna fails", "status")
-        found.files.update({f"{p.name} (while Autumna fails)": data
-                            for p, data in inst.files().items()})
+        found.files.update(
+            {f"{p.name} (while Autumna fails)": data for p, data in inst.files().items()}
+        )
 
         # 3. Delivery fails for good: channel_not_found, SMTP 535, Teams 404.
         inst.autumna.add(*documents(3100, datetime.now(UTC)))
         inst.slack.fail_channel("#willow-house", "channel_not_found")
         inst.teams.fail_next(8, 404, webhook="group")
-        done = run(inst, found, "run: permanent failures", "run", "--once",
-                   SMTP_PASSWORD=WRONG_SMTP_PASSWORD)
+        done = run(
+            inst,
+            found,
+            "run: permanent failures",
+            "run",
+            "--once",
+            SMTP_PASSWORD=WRONG_SMTP_PASSWORD,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert inst.smtp.failed_logins >= 1
         inst.slack.fail_channel("#willow-house", None)
 
         # 4. A wrong Slack token: invalid_auth.
         inst.autumna.add(*documents(3200, datetime.now(UTC)))
-        done = run(inst, found, "run: invalid_auth", "run", "--once",
-                   SLACK_BOT_TOKEN=WRONG_SLACK_TOKEN)
+        done = run(
+            inst, found, "run: invalid_auth", "run", "--once", SLACK_BOT_TOKEN=WRONG_SLACK_TOKEN
+        )
         assert done.returncode == 0, done.stderr[-2000:]
 
         statuses = query_statuses(inst)
@@ -195,16 +245,27 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
 
         # 5. What people read.
         for label, args, env in [
-                ("status", ("status", "--limit", "100"), {}),
-                ("check", ("check",), {}),
-                ("check with a wrong Teams URL", ("check",), {
-                    "TEAMS_GROUP_WEBHOOK": webhooks[0].replace("http://127.0.0.1",
-                                                               "http://teams.example")}),
-                ("resend", ("resend", "--all"), {})]:
+            ("status", ("status", "--limit", "100"), {}),
+            ("check", ("check",), {}),
+            (
+                "check with a wrong Teams URL",
+                ("check",),
+                {
+                    "TEAMS_GROUP_WEBHOOK": webhooks[0].replace(
+                        "http://127.0.0.1", "http://teams.example"
+                    )
+                },
+            ),
+            ("resend", ("resend", "--all"), {}),
+        ]:
             run(inst, found, label, *args, **env)
         shown = found.outputs["status"] + found.outputs["resend"]
-        for error in ("Slack error invalid_auth", "channel_not_found", "refused the login (535)",
-                      "HTTP 404 from Teams"):
+        for error in (
+            "Slack error invalid_auth",
+            "channel_not_found",
+            "refused the login (535)",
+            "HTTP 404 from Teams",
+        ):
             assert error in shown, error
         assert "problem" in found.logs["check with a wrong Teams URL"]
         for label in ("run: Autumna 500", "run: wrong Autumna key"):
@@ -232,9 +293,11 @@ def query_statuses(inst: Installation) -> set[str]:
 
 
 def test_the_search_finds_a_planted_secret(evidence: Evidence) -> None:
-    planted = {"a": b"x" + quote(SLACK_TOKEN, safe="").encode() + b"y",
-               "b": base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()),
-               "c": evidence.secrets[-1].encode()}
+    planted = {
+        "a": b"x" + quote(SLACK_TOKEN, safe="").encode() + b"y",
+        "b": base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()),
+        "c": evidence.secrets[-1].encode(),
+    }
     assert {found.split(":")[0] for found in leaks(evidence, planted)} == set(planted)
 
 
@@ -249,14 +312,16 @@ def test_the_secrets_were_really_used(evidence: Evidence) -> None:
 
 
 def test_no_log_line_holds_a_secret(evidence: Evidence) -> None:
-    found = leaks(evidence, {k: v.encode("utf-8", "surrogateescape")
-                             for k, v in evidence.logs.items()})
+    found = leaks(
+        evidence, {k: v.encode("utf-8", "surrogateescape") for k, v in evidence.logs.items()}
+    )
     assert not found, "\n".join(found[:10])
 
 
 def test_no_command_output_holds_a_secret(evidence: Evidence) -> None:
-    found = leaks(evidence, {k: v.encode("utf-8", "surrogateescape")
-                             for k, v in evidence.outputs.items()})
+    found = leaks(
+        evidence, {k: v.encode("utf-8", "surrogateescape") for k, v in evidence.outputs.items()}
+    )
     assert not found, "\n".join(found[:10])
 
 
@@ -293,8 +358,9 @@ def log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 FILTER_SECRET = "FILTERSECRET" + alphanumerics(28)
 
 
-def test_the_filter_redacts_a_secret_in_a_records_args(log: tuple[logging.Logger, io.StringIO]
-                                                       ) -> None:
+def test_the_filter_redacts_a_secret_in_a_records_args(
+    log: tuple[logging.Logger, io.StringIO],
+) -> None:
     logger, stream = log
     register_secrets([FILTER_SECRET])
     url = f"https://www.autumna.co.uk/api/leads/?api_key={FILTER_SECRET}&dateTimeFrom=x"
@@ -305,8 +371,9 @@ def test_the_filter_redacts_a_secret_in_a_records_args(log: tuple[logging.Logger
     assert "HTTP Request: GET https://www.autumna.co.uk/api/leads/" in text
 
 
-def test_the_filter_redacts_a_secret_in_an_exception(log: tuple[logging.Logger, io.StringIO]
-                                                     ) -> None:
+def test_the_filter_redacts_a_secret_in_an_exception(
+    log: tuple[logging.Logger, io.StringIO],
+) -> None:
     logger, stream = log
     register_secrets([FILTER_SECRET])
     try:
@@ -321,12 +388,19 @@ def test_the_filter_redacts_a_secret_in_an_exception(log: tuple[logging.Logger, 
     assert "poll failed" in text and "RuntimeError" in text
 
 
-@pytest.mark.parametrize("shape", [
-    "https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sp=%2F&sig=SIGabc123xyz",
-    "token=xoxb-1234-5678-abcdefABCDEF", "xoxp-1234-5678-abcdefABCDEF",
-    "password=hunter2-but-longer", "https://www.autumna.co.uk/api/leads/?api_key=UNREGISTERED1"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sp=%2F&sig=SIGabc123xyz",
+        "token=xoxb-1234-5678-abcdefABCDEF",
+        "xoxp-1234-5678-abcdefABCDEF",
+        "password=hunter2-but-longer",
+        "https://www.autumna.co.uk/api/leads/?api_key=UNREGISTERED1",
+    ],
+)
 def test_the_filter_redacts_secret_shapes_it_was_not_told_about(
-        shape: str, log: tuple[logging.Logger, io.StringIO]) -> None:
+    shape: str, log: tuple[logging.Logger, io.StringIO]
+) -> None:
     logger, stream = log
     logger.warning("value: %s", shape)
     secret = shape.rsplit("=", 1)[1] if "=" in shape else shape

@@ -22,14 +22,13 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 SUBJECT_LIMIT = 200  # characters: long enough for any real subject, short for every mail client
 
 
-
-
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
     # Built with the classic MIME classes: ten times quicker than EmailMessage, whose header
     # parsing we do not need, since every header value here is already a clean single line.
     msg: Any = MIMEMultipart("alternative")
-    msg["Subject"] = _header(escape.truncate(escape.one_line(parts["subject"]).strip(),
-                                             SUBJECT_LIMIT, "…") or "New lead")
+    msg["Subject"] = _header(
+        escape.truncate(escape.one_line(parts["subject"]).strip(), SUBJECT_LIMIT, "…") or "New lead"
+    )
     if view.get("urgent"):
         # Read by Outlook (X-Priority, Importance) and by others (Priority, RFC 2156).
         msg["X-Priority"] = "1 (Highest)"
@@ -52,8 +51,12 @@ def _header(text: str) -> str | Header:
 def _address(text: str) -> str | None:
     """The enquirer's address as a Reply-To, only if it is exactly one plain ASCII address."""
     local, _, domain = text.partition("@")
-    if not (local and domain and text.isascii() and text.isprintable()) or "@" in domain or \
-            "." not in domain or any(c in text for c in " <>,;:\"\\()[]=?"):
+    if (
+        not (local and domain and text.isascii() and text.isprintable())
+        or "@" in domain
+        or "." not in domain
+        or any(c in text for c in ' <>,;:"\\()[]=?')
+    ):
         return None
     return text
 
@@ -76,9 +79,17 @@ def stamp(message: Message, sender: str) -> Mime:
 
 
 class EmailChannel:
-    def __init__(self, host: str, port: int, sender: str, tls: str = "",
-                 username: str = "", password: str = "", ca_file: str = "",
-                 timeout: float = 30) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        tls: str = "",
+        username: str = "",
+        password: str = "",
+        ca_file: str = "",
+        timeout: float = 30,
+    ) -> None:
         self.host, self.sender = host, sender
         self.port = port or (465 if tls == "implicit" else 587)
         self.tls = tls or ("implicit" if self.port == 465 else "starttls")
@@ -102,24 +113,28 @@ class EmailChannel:
                 raise DeliveryError("the mail server closed the connection", True) from None
             except smtplib.SMTPRecipientsRefused as exc:
                 code = next(iter(exc.recipients.values()))[0]
-                raise DeliveryError(f"the mail server refused the recipient ({code})",
-                                    smtp_code(code)) from None
+                raise DeliveryError(
+                    f"the mail server refused the recipient ({code})", smtp_code(code)
+                ) from None
             except smtplib.SMTPResponseException as exc:
                 self.close()
-                raise DeliveryError(f"the mail server answered {exc.smtp_code}",
-                                    smtp_code(exc.smtp_code)) from None
+                raise DeliveryError(
+                    f"the mail server answered {exc.smtp_code}", smtp_code(exc.smtp_code)
+                ) from None
             except DeliveryError:
                 raise
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
-                raise DeliveryError(f"could not reach the mail server ({type(exc).__name__})",
-                                    True) from None
+                raise DeliveryError(
+                    f"could not reach the mail server ({type(exc).__name__})", True
+                ) from None
         raise AssertionError("unreachable")
 
     def _connect(self) -> smtplib.SMTP:
         if self.tls == "implicit":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                  context=self.context)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self.context
+            )
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
@@ -129,22 +144,31 @@ class EmailChannel:
                     raise DeliveryError(
                         f"the mail server {self.host}:{self.port} does not offer STARTTLS and "
                         "leadbot never sends in plaintext: check email.host and email.port, or "
-                        "set email.tls = \"implicit\" for port 465", False)
+                        'set email.tls = "implicit" for port 465',
+                        False,
+                    )
                 smtp.starttls(context=self.context)
                 smtp.ehlo()
             if self.username:
                 if self.tls == "none" and self.host not in LOOPBACK:
-                    raise DeliveryError("refusing to send the SMTP password without TLS: set "
-                                        "email.tls to \"starttls\" or \"implicit\"", False)
+                    raise DeliveryError(
+                        "refusing to send the SMTP password without TLS: set "
+                        'email.tls to "starttls" or "implicit"',
+                        False,
+                    )
                 smtp.login(self.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
             smtp.close()
-            raise DeliveryError(f"the mail server refused the login ({exc.smtp_code}): check "
-                                "SMTP_USERNAME and SMTP_PASSWORD", False) from None
+            raise DeliveryError(
+                f"the mail server refused the login ({exc.smtp_code}): check "
+                "SMTP_USERNAME and SMTP_PASSWORD",
+                False,
+            ) from None
         except ssl.SSLCertVerificationError:
             smtp.close()
-            raise DeliveryError(f"the mail server's certificate for {self.host} is not trusted",
-                                False) from None
+            raise DeliveryError(
+                f"the mail server's certificate for {self.host} is not trusted", False
+            ) from None
         except BaseException:
             smtp.close()
             raise

@@ -30,8 +30,14 @@ class FolderSink:
         else:
             payload = dict(message.payload)
             if channel is Channel.SLACK:
-                payload = {"channel": message.target.address, **payload, "metadata": {
-                    "event_type": slack.EVENT_TYPE, "event_payload": {"ref": message.ref}}}
+                payload = {
+                    "channel": message.target.address,
+                    **payload,
+                    "metadata": {
+                        "event_type": slack.EVENT_TYPE,
+                        "event_payload": {"ref": message.ref},
+                    },
+                }
             data = json.dumps(payload, indent=2, ensure_ascii=False).encode() + b"\n"
         with self.lock:
             self.count += 1

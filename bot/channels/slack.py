@@ -23,22 +23,41 @@ HEADER_LIMIT, SECTION_LIMIT = 150, 3000
 
 
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = [{
-        "type": "header",
-        "text": {"type": "plain_text", "text": escape.truncate(parts["header"] or "New lead",
-                                                                HEADER_LIMIT), "emoji": True},
-    }]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": escape.truncate(parts["header"] or "New lead", HEADER_LIMIT),
+                "emoji": True,
+            },
+        }
+    ]
     for name in ("body", "details"):
         if parts[name]:
             blocks.append(_section(parts[name]))
     if view.get("link"):
-        blocks.append({"type": "actions", "elements": [{
-            "type": "button", "text": {"type": "plain_text", "text": "Open the lead"},
-            "url": view["link"], "style": "primary"}]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open the lead"},
+                        "url": view["link"],
+                        "style": "primary",
+                    }
+                ],
+            }
+        )
     if parts["footer"]:
         blocks.append({"type": "context", "elements": [_mrkdwn(parts["footer"])]})
-    return {"text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
-            "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+    return {
+        "text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -52,8 +71,9 @@ def _mrkdwn(text: str) -> dict[str, Any]:
 
 class SlackChannel:
     def __init__(self, token: str, base_url: str | None = None, timeout: int = 15) -> None:
-        self.client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL,
-                                timeout=timeout, retry_handlers=[])
+        self.client = WebClient(
+            token=token, base_url=base_url or WebClient.BASE_URL, timeout=timeout, retry_handlers=[]
+        )
 
     def send(self, message: Message) -> str:
         payload = message.payload
@@ -61,12 +81,14 @@ class SlackChannel:
             response = self.client.chat_postMessage(
                 channel=message.target.address,
                 metadata={"event_type": EVENT_TYPE, "event_payload": {"ref": message.ref}},
-                **payload)
+                **payload,
+            )
         except SlackApiError as exc:
             raise _failure(exc) from None
         except Exception as exc:  # urllib raises many kinds
-            raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True,
-                                unknown=not _never_sent(exc)) from None
+            raise DeliveryError(
+                f"could not reach Slack ({type(exc).__name__})", True, unknown=not _never_sent(exc)
+            ) from None
         return str(response.get("ts", ""))
 
     def already_sent(self, message: Message, limit: int = 200) -> bool:
@@ -75,26 +97,32 @@ class SlackChannel:
             channel = self._channel_id(message.target.address)
             if channel is None:
                 return False
-            history = self.client.conversations_history(channel=channel, limit=limit,
-                                                        include_all_metadata=True)
+            history = self.client.conversations_history(
+                channel=channel, limit=limit, include_all_metadata=True
+            )
         except SlackApiError as exc:
             failure = _failure(exc)
             if failure.transient:
                 raise failure from None
             # Without the history scopes we cannot look; sending again risks one duplicate,
             # which is better than losing the lead.
-            log.warning("cannot read %s's history to check for a message sent before a crash "
-                        "(%s; the bot needs channels:history, groups:history, im:history, "
-                        "channels:read, groups:read, im:write); sending it again",
-                        message.target.address, failure.reason)
+            log.warning(
+                "cannot read %s's history to check for a message sent before a crash "
+                "(%s; the bot needs channels:history, groups:history, im:history, "
+                "channels:read, groups:read, im:write); sending it again",
+                message.target.address,
+                failure.reason,
+            )
             return False
         except Exception as exc:
             raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
         messages: list[dict[str, Any]] = history.get("messages", [])
         for item in messages:
             meta = item.get("metadata") or {}
-            if meta.get("event_type") == EVENT_TYPE and (
-                    meta.get("event_payload") or {}).get("ref") == message.ref:
+            if (
+                meta.get("event_type") == EVENT_TYPE
+                and (meta.get("event_payload") or {}).get("ref") == message.ref
+            ):
                 return True
         return False
 
@@ -105,8 +133,9 @@ class SlackChannel:
             return address
         cursor = None
         while True:
-            page = self.client.conversations_list(types="public_channel,private_channel",
-                                                  limit=200, cursor=cursor)
+            page = self.client.conversations_list(
+                types="public_channel,private_channel", limit=200, cursor=cursor
+            )
             channels: list[dict[str, Any]] = page.get("channels", [])
             for channel in channels:
                 if channel.get("name") == address[1:]:
@@ -127,11 +156,13 @@ def _failure(exc: SlackApiError) -> DeliveryError:
     status = exc.response.status_code
     if status == 429:
         retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
-            "retry-after")
+            "retry-after"
+        )
         return DeliveryError("Slack rate limit (HTTP 429)", True, _seconds(retry_after))
     if status >= 500 or not isinstance(exc.response.data, dict):
-        return DeliveryError(f"HTTP {status} from Slack", status >= 500 or status == 408,
-                             unknown=True)
+        return DeliveryError(
+            f"HTTP {status} from Slack", status >= 500 or status == 408, unknown=True
+        )
     code = str(exc.response.get("error", "unknown_error"))
     return DeliveryError(f"Slack error {code}", slack_error(code))
 

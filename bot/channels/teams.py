@@ -20,17 +20,30 @@ MAX_BYTES = 27_000  # Teams refuses messages over about 28 KB; keep a margin for
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[str, Any]:
     # Teams shows a single "\n" in a TextBlock as nothing; a paragraph break shows as a new line.
     parts = {name: text.replace("\n", "\n\n") for name, text in parts.items()}
-    body: list[dict[str, Any]] = [{
-        "type": "TextBlock", "text": parts["title"] or "New lead", "wrap": True,
-        "weight": "Bolder", "size": "Medium",
-        **({"color": "Attention"} if view.get("urgent") else {}),
-    }]
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": parts["title"] or "New lead",
+            "wrap": True,
+            "weight": "Bolder",
+            "size": "Medium",
+            **({"color": "Attention"} if view.get("urgent") else {}),
+        }
+    ]
     for name in ("body", "details"):
         if parts[name]:
             body.append({"type": "TextBlock", "text": parts[name], "wrap": True})
     if parts["footer"]:
-        body.append({"type": "TextBlock", "text": parts["footer"], "wrap": True,
-                     "isSubtle": True, "size": "Small", "spacing": "Medium"})
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": parts["footer"],
+                "wrap": True,
+                "isSubtle": True,
+                "size": "Small",
+                "spacing": "Medium",
+            }
+        )
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -38,11 +51,16 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
         "body": body,
     }
     if view.get("link"):
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the lead",
-                            "url": view["link"]}]
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Open the lead", "url": view["link"]}
+        ]
     _fit(card)
-    return {"type": "message", "attachments": [
-        {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+        ],
+    }
 
 
 def _fit(card: dict[str, Any]) -> None:
@@ -78,6 +96,8 @@ class TeamsChannel:
         if response.status_code in (200, 201, 202):
             return ""
         retry_after = response.headers.get("Retry-After")
-        raise DeliveryError(f"HTTP {response.status_code} from Teams",
-                            http_status(response.status_code),
-                            float(retry_after) if (retry_after or "").isdigit() else None)
+        raise DeliveryError(
+            f"HTTP {response.status_code} from Teams",
+            http_status(response.status_code),
+            float(retry_after) if (retry_after or "").isdigit() else None,
+        )

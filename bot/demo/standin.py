@@ -34,15 +34,18 @@ def bundled_documents() -> list[str]:
     """The eight leads Autumna published (two of them not valid JSON, as published) and more
     realistic leads for the example homes, as raw JSON texts."""
     folder = resources.files("bot.demo")
-    published = sorted((p for p in folder.joinpath("published").iterdir()
-                        if p.name.endswith(".json")), key=lambda p: p.name)
+    published = sorted(
+        (p for p in folder.joinpath("published").iterdir() if p.name.endswith(".json")),
+        key=lambda p: p.name,
+    )
     docs = [p.read_text(encoding="utf-8").strip() for p in published]
     extra = json.loads(folder.joinpath("leads.json").read_text(encoding="utf-8"))
     return docs + [json.dumps(item, ensure_ascii=False) for item in extra]
 
 
-def redate(docs: Iterable[str], now: datetime, spacing: timedelta = timedelta(minutes=6)
-           ) -> list[str]:
+def redate(
+    docs: Iterable[str], now: datetime, spacing: timedelta = timedelta(minutes=6)
+) -> list[str]:
     """Give each document a recent `date`, newest last, and a visit date a few days ahead, so
     the demo has fresh leads."""
     docs = list(docs)
@@ -106,8 +109,9 @@ class AutumnaStandin:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 with standin.lock:
-                    standin.requests.append({**query, "api_key": "***" * bool(
-                        query.get("api_key"))})
+                    standin.requests.append(
+                        {**query, "api_key": "***" * bool(query.get("api_key"))}
+                    )
                     fault = standin.faults.pop(0) if standin.faults else None
                 if fault is not None:
                     time.sleep(fault.delay)
@@ -116,8 +120,11 @@ class AutumnaStandin:
                         self.connection.close()
                         return
                     if fault.status != 200 or fault.body is not None:
-                        body = fault.body if fault.body is not None else json.dumps(
-                            {"message": "Internal Server Error"})
+                        body = (
+                            fault.body
+                            if fault.body is not None
+                            else json.dumps({"message": "Internal Server Error"})
+                        )
                         return self._answer(fault.status, body, fault.content_type)
                 if parts.path.rstrip("/") != "/api/leads":
                     return self._answer(404, json.dumps({"message": "Not found"}))

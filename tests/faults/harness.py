@@ -80,8 +80,13 @@ FOUND_AFTER_RESTART = "found in the channel"  # how dispatch._attempt's remote i
 OPEN = ("pending", "sending", "retrying")
 
 PERMANENT_SLACK = ("channel_not_found", "is_archived", "not_in_channel")
-TRANSIENT_SLACK = ("internal_error", "service_unavailable", "fatal_error", "request_timeout",
-                   "ratelimited")
+TRANSIENT_SLACK = (
+    "internal_error",
+    "service_unavailable",
+    "fatal_error",
+    "request_timeout",
+    "ratelimited",
+)
 PERMANENT_TEAMS = (400, 401, 403, 404, 413)
 LIFE_LIMIT = 60.0  # seconds: no life of a plan should come near this
 SETTLE = 0.4  # after a kill: bytes already on the wire reach the stand-ins before we look
@@ -101,14 +106,17 @@ def manager_email(n: int) -> str:
 
 
 def rules_toml(ca_file: str, alert_after: str = "1h") -> str:
-    homes = "".join(f"""
+    homes = "".join(
+        f"""
 [homes.{1000 + n}]
 name = "Home {n:02d}"
 region = "{"North" if n % 2 else "South"}"
 slack = "{home_channel(n)}"
 manager_slack = "{manager_slack(n)}"
 manager_email = "{manager_email(n)}"
-""" for n in range(1, HOMES + 1))
+"""
+        for n in range(1, HOMES + 1)
+    )
     return f"""\
 [group]
 name = "Fault Care Homes"
@@ -181,9 +189,14 @@ notify = ["teams-b"]
 
 FIRST = ("Sarah", "Amira", "Tom", "Grace", "Daniel", "Priya", "Owen", "Maureen", "Ifeoma", "Lena")
 LAST = ("Okafor", "Khan", "Reid", "Brennan", "Walsh", "Patel", "Evans", "Novak", "O'Neill")
-WORDS = ("My mother needs nursing care soon.", "Could we visit one afternoon next week?",
-         "Dad has dementia & we need help <urgently>.", "Is there a room with a garden view?",
-         "We are looking at respite care for two weeks.", "Please call after 5pm.")
+WORDS = (
+    "My mother needs nursing care soon.",
+    "Could we visit one afternoon next week?",
+    "Dad has dementia & we need help <urgently>.",
+    "Is there a room with a garden view?",
+    "We are looking at respite care for two weeks.",
+    "Please call after 5pm.",
+)
 
 
 def stamp(moment: datetime) -> str:
@@ -191,18 +204,26 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def lead_document(rng: random.Random, lead_id: int, category: int, service: int,
-                  when: datetime) -> dict[str, Any]:
+def lead_document(
+    rng: random.Random, lead_id: int, category: int, service: int, when: datetime
+) -> dict[str, Any]:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     home = f"Home {service - 1000:02d}" if service != UNKNOWN_HOME else "Elm Court"
     specific: dict[str, Any] = {}
     if category in (2, 3):
-        specific = {"visitDate": (when + timedelta(days=3)).strftime("%Y-%m-%d"),
-                    "visitTime": rng.choice(("Morning", "Afternoon, after 2pm"))}
+        specific = {
+            "visitDate": (when + timedelta(days=3)).strftime("%Y-%m-%d"),
+            "visitTime": rng.choice(("Morning", "Afternoon, after 2pm")),
+        }
     elif category in (6, 7, 8):
-        specific = {"instruction": "Please check the methods granted.",
-                    "emailPermission": category == 6, "phonePermission": category == 6,
-                    "budgetType": "Weekly Budget", "budgetMin": 900, "budgetMax": 1400}
+        specific = {
+            "instruction": "Please check the methods granted.",
+            "emailPermission": category == 6,
+            "phonePermission": category == 6,
+            "budgetType": "Weekly Budget",
+            "budgetMin": 900,
+            "budgetMax": 1400,
+        }
     return {
         "id": lead_id,
         "category": {"id": category, "name": CATEGORY_NAMES[category][0]},
@@ -309,8 +330,9 @@ class FaultySlack(SlackStandin):
                 meta = json.loads(meta)
             except ValueError:
                 meta = None
-        ref = str((meta.get("event_payload") or {}).get("ref", "")) if isinstance(
-            meta, dict) else ""
+        ref = (
+            str((meta.get("event_payload") or {}).get("ref", "")) if isinstance(meta, dict) else ""
+        )
         response = super().handle(request)
         data: dict[str, Any] = {}
         if not response.drop and response.body:
@@ -320,10 +342,19 @@ class FaultySlack(SlackStandin):
                 data = {}
         accepted = method == "chat.postMessage" and bool(data.get("ok"))
         retry = response.headers.get("Retry-After")
-        self.wire.add(Answer(time.monotonic(), "slack", method, ref,
-                             str(args.get("channel", "")), 0 if response.drop else
-                             response.status, str(data.get("error", "")), accepted,
-                             float(retry) if retry else None))
+        self.wire.add(
+            Answer(
+                time.monotonic(),
+                "slack",
+                method,
+                ref,
+                str(args.get("channel", "")),
+                0 if response.drop else response.status,
+                str(data.get("error", "")),
+                accepted,
+                float(retry) if retry else None,
+            )
+        )
         if accepted:
             self.trap.accepted("slack", ref)
         return response
@@ -358,9 +389,19 @@ class FaultyTeams(TeamsStandin):
         ref = teams_ref(name, payload)
         status = 0 if response.drop else response.status
         retry = response.headers.get("Retry-After")
-        self.wire.add(Answer(time.monotonic(), "teams", "POST", ref, name, status,
-                             response.body.decode(errors="replace")[:80] if status != 202
-                             else "", status == 202, float(retry) if retry else None))
+        self.wire.add(
+            Answer(
+                time.monotonic(),
+                "teams",
+                "POST",
+                ref,
+                name,
+                status,
+                response.body.decode(errors="replace")[:80] if status != 202 else "",
+                status == 202,
+                float(retry) if retry else None,
+            )
+        )
         if status == 202:
             self.trap.accepted("teams", ref)
         return response
@@ -385,19 +426,42 @@ class FaultySmtp(SmtpStandin):
         try:
             reply = await super()._inject(server, stage, recipients)
         except asyncio.CancelledError:
-            self.wire.add(Answer(time.monotonic(), "email", str(stage), mid,
-                                 ",".join(recipients), -1, "dropped or 421", False))
+            self.wire.add(
+                Answer(
+                    time.monotonic(),
+                    "email",
+                    str(stage),
+                    mid,
+                    ",".join(recipients),
+                    -1,
+                    "dropped or 421",
+                    False,
+                )
+            )
             raise
         if reply:
-            self.wire.add(Answer(time.monotonic(), "email", str(stage), mid,
-                                 ",".join(recipients), int(reply[:3]), reply, False))
+            self.wire.add(
+                Answer(
+                    time.monotonic(),
+                    "email",
+                    str(stage),
+                    mid,
+                    ",".join(recipients),
+                    int(reply[:3]),
+                    reply,
+                    False,
+                )
+            )
         return reply
 
     def _record(self, message: SmtpMessage) -> None:
         super()._record(message)
         mid = message_id_of(message.raw)
-        self.wire.add(Answer(time.monotonic(), "email", "DATA", mid,
-                             ",".join(message.rcpt_tos), 250, "", True))
+        self.wire.add(
+            Answer(
+                time.monotonic(), "email", "DATA", mid, ",".join(message.rcpt_tos), 250, "", True
+            )
+        )
         self.trap.accepted("email", mid)
 
 
@@ -438,8 +502,7 @@ class Figures:
             return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
 
         channels = ("slack", "email", "teams")
-        seeds = self.seeds if len(self.seeds) <= 12 else [*self.seeds[:6], "...",
-                                                            *self.seeds[-3:]]
+        seeds = self.seeds if len(self.seeds) <= 12 else [*self.seeds[:6], "...", *self.seeds[-3:]]
         return [
             f"leadbot fault runs: {self.runs} ({self.seconds:.0f}s of run time); seeds "
             f"{' '.join(str(s) for s in seeds)}",
@@ -452,8 +515,8 @@ class Figures:
             f"already accepted by the stand-in {sum(self.in_doubt_accepted.values())} "
             f"({counts(self.in_doubt_accepted)}); Slack ones found in history after restart "
             f"{self.found_after_restart}",
-            "  duplicates (extra copies): " + ", ".join(
-                f"{c} {self.duplicates[c]} (bound {self.allowed[c]})" for c in channels),
+            "  duplicates (extra copies): "
+            + ", ".join(f"{c} {self.duplicates[c]} (bound {self.allowed[c]})" for c in channels),
             f"  'unexpected error' log lines {self.unexpected}; failed seeds "
             f"{' '.join(map(str, self.failed_seeds)) or 'none'}",
         ]
@@ -485,7 +548,8 @@ class Kill:
     @property
     def label(self) -> str:
         return {"timer": "on a timer", "poll": "while reading a poll"}.get(
-            self.mode, f"after a {self.channel} accept")
+            self.mode, f"after a {self.channel} accept"
+        )
 
 
 @dataclass
@@ -504,12 +568,22 @@ class RunFailed(AssertionError):
 class World:
     """Stand-ins, a rules.toml and a database; `play(lives)`, then `check()`."""
 
-    def __init__(self, folder: Path, seed: int, *, slack_rate: float | None = None,
-                 alert_after: str = "1h", drain_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        seed: int,
+        *,
+        slack_rate: float | None = None,
+        alert_after: str = "1h",
+        drain_timeout: float = 60.0,
+    ) -> None:
         self.folder, self.seed = folder, seed
         self.rng = random.Random(seed)
-        self.slack_rate, self.alert_after, self.drain_timeout = (slack_rate, alert_after,
-                                                                 drain_timeout)
+        self.slack_rate, self.alert_after, self.drain_timeout = (
+            slack_rate,
+            alert_after,
+            drain_timeout,
+        )
         self.wire, self.trap = WireLog(), Trap()
         self.db = folder / "leadbot.db"
         self.rules = folder / "rules.toml"
@@ -534,11 +608,17 @@ class World:
         self.folder.mkdir(parents=True, exist_ok=True)
         stack = self._stack
         self.autumna = stack.enter_context(AutumnaStandin(api_key=API_KEY))
-        self.slack = stack.enter_context(FaultySlack(
-            self.wire, self.trap, token=SLACK_TOKEN, rate_limit_per_channel=self.slack_rate))
+        self.slack = stack.enter_context(
+            FaultySlack(
+                self.wire, self.trap, token=SLACK_TOKEN, rate_limit_per_channel=self.slack_rate
+            )
+        )
         self.teams = stack.enter_context(FaultyTeams(self.wire, self.trap))
-        self.smtp = stack.enter_context(FaultySmtp(
-            self.wire, self.trap, tls="starttls", username=SMTP_USER, password=SMTP_PASSWORD))
+        self.smtp = stack.enter_context(
+            FaultySmtp(
+                self.wire, self.trap, tls="starttls", username=SMTP_USER, password=SMTP_PASSWORD
+            )
+        )
         self.rules.write_text(rules_toml(self.smtp.ca_file, self.alert_after), encoding="utf-8")
         self.config = load_config(self.rules)
         return self
@@ -552,8 +632,14 @@ class World:
 
     # -- leads
 
-    def add_leads(self, n: int, *, categories: tuple[int, ...] = tuple(range(1, 9)),
-                  homes: tuple[int, ...] = (), unknown_home: float = 0.05) -> list[str]:
+    def add_leads(
+        self,
+        n: int,
+        *,
+        categories: tuple[int, ...] = tuple(range(1, 9)),
+        homes: tuple[int, ...] = (),
+        unknown_home: float = 0.05,
+    ) -> list[str]:
         """n new leads, dated a few seconds to two minutes ago (all to be announced)."""
         now = datetime.now(UTC)
         docs, keys = [], []
@@ -562,11 +648,19 @@ class World:
             if homes:
                 service = 1000 + self.rng.choice(homes)
             else:
-                service = UNKNOWN_HOME if self.rng.random() < unknown_home else \
-                    1000 + self.rng.randint(1, HOMES)
+                service = (
+                    UNKNOWN_HOME
+                    if self.rng.random() < unknown_home
+                    else 1000 + self.rng.randint(1, HOMES)
+                )
             category = self.rng.choice(categories)
-            doc = lead_document(self.rng, self.next_id, category, service,
-                                now - timedelta(seconds=self.rng.uniform(2, 120)))
+            doc = lead_document(
+                self.rng,
+                self.next_id,
+                category,
+                service,
+                now - timedelta(seconds=self.rng.uniform(2, 120)),
+            )
             key = f"{category}:{self.next_id}"
             self.served[key] = (doc, True)
             docs.append(doc)
@@ -580,9 +674,11 @@ class World:
         docs = []
         for _ in range(n):
             self.next_id += 1
-            doc = {"category": {"id": 2, "name": "In Person Visit Request"},
-                   "note": f"record {self.next_id} has no id",
-                   "date": stamp(datetime.now(UTC) - timedelta(seconds=5))}
+            doc = {
+                "category": {"id": 2, "name": "In Person Visit Request"},
+                "note": f"record {self.next_id} has no id",
+                "date": stamp(datetime.now(UTC) - timedelta(seconds=5)),
+            }
             self.served[make_unreadable(doc, "default", "").key] = (doc, True)
             docs.append(doc)
         self.autumna.add(*docs)
@@ -595,8 +691,13 @@ class World:
         for _ in range(n):
             self.next_id += 1
             category = self.rng.randint(1, 8)
-            doc = lead_document(self.rng, self.next_id, category, 1000 + self.rng.randint(
-                1, HOMES), now - timedelta(days=self.rng.uniform(*days)))
+            doc = lead_document(
+                self.rng,
+                self.next_id,
+                category,
+                1000 + self.rng.randint(1, HOMES),
+                now - timedelta(days=self.rng.uniform(*days)),
+            )
             self.served[f"{category}:{self.next_id}"] = (doc, False)
             docs.append(json.dumps(doc))
         self.autumna.add(*docs)
@@ -629,9 +730,23 @@ class World:
         self.lives += 1
         with open(self.log_path(self.lives), "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "--config", str(self.rules), "--db", str(self.db),
-                 "--log-level", "DEBUG" if TRACE else "INFO", "run"],
-                env=self.env(), cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "--config",
+                    str(self.rules),
+                    "--db",
+                    str(self.db),
+                    "--log-level",
+                    "DEBUG" if TRACE else "INFO",
+                    "run",
+                ],
+                env=self.env(),
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.note(f"life {self.lives}: leadbot started (pid {self.proc.pid})")
         return self.proc
 
@@ -650,8 +765,11 @@ class World:
             proc.send_signal(signal.SIGKILL)
         code = proc.wait(timeout=15)
         if code != -signal.SIGKILL:
-            self.problem(f"CRASHED: leadbot exited by itself (code {code}) in life "
-                         f"{self.lives}, before the planned kill", self.lives)
+            self.problem(
+                f"CRASHED: leadbot exited by itself (code {code}) in life "
+                f"{self.lives}, before the planned kill",
+                self.lives,
+            )
         self.figures.crashes[how] += 1
         time.sleep(SETTLE)
         try:
@@ -669,8 +787,10 @@ class World:
             self.figures.in_doubt[channel] += 1
             # Accepted in this life: this attempt got through and leadbot never heard.
             got_through = len(copies.get(ref, [])) > self.copies_seen[ref]
-            self.caught[ref].append(f"kill {len(self.leads_at_kill)} in life {self.lives} ("
-                                    f"{'accepted' if got_through else 'not accepted'})")
+            self.caught[ref].append(
+                f"kill {len(self.leads_at_kill)} in life {self.lives} ("
+                f"{'accepted' if got_through else 'not accepted'})"
+            )
             if got_through:
                 accepted.append(ref)
                 self.figures.in_doubt_accepted[channel] += 1
@@ -679,8 +799,10 @@ class World:
         self.copies_seen = Counter({ref: len(got) for ref, got in copies.items()})
         self.doubt_seen = {row_ref(r): r["attempts"] for r in in_doubt}
         fired = f": {self.trap.fired_on}" if self.trap.fired.is_set() else ""
-        self.note(f"SIGKILL {how}{fired}; {self.leads_at_kill[-1]} leads recorded; in flight: "
-                  f"{[row_ref(r) for r in in_doubt]}, already accepted: {accepted}")
+        self.note(
+            f"SIGKILL {how}{fired}; {self.leads_at_kill[-1]} leads recorded; in flight: "
+            f"{[row_ref(r) for r in in_doubt]}, already accepted: {accepted}"
+        )
 
     def stop(self) -> None:
         proc = self.proc
@@ -724,8 +846,11 @@ class World:
                     step.do(self)
                 if kill is None and not steps:
                     break
-                due = elapsed >= kill.at and (kill.mode != "accept" or not steps) \
-                    if kill is not None else False
+                due = (
+                    elapsed >= kill.at and (kill.mode != "accept" or not steps)
+                    if kill is not None
+                    else False
+                )
                 if kill is not None and (self.trap.fired.is_set() or due):
                     break
                 if proc.poll() is not None and not self.trap.fired.is_set():
@@ -735,8 +860,11 @@ class World:
                 self.drain()
                 self.stop()
                 continue
-            self.crash(kill.label if self.trap.fired.is_set() or kill.mode != "accept"
-                       else "on a timer (the trap was not reached)")
+            self.crash(
+                kill.label
+                if self.trap.fired.is_set() or kill.mode != "accept"
+                else "on a timer (the trap was not reached)"
+            )
             for step in steps:  # what was still to come happens while leadbot is down
                 self.note(f"  {step.label} (while leadbot is down)")
                 step.do(self)
@@ -748,8 +876,11 @@ class World:
         waiting = ""
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                self.problem(f"CRASHED: leadbot exited by itself (code {self.proc.returncode}) "
-                             "while draining", self.lives)
+                self.problem(
+                    f"CRASHED: leadbot exited by itself (code {self.proc.returncode}) "
+                    "while draining",
+                    self.lives,
+                )
                 return
             waiting = self.unsettled()
             if waiting:
@@ -760,28 +891,32 @@ class World:
                 self.note("drained")
                 return
             time.sleep(0.1)
-        self.problem(f"STUCK: not drained after {self.drain_timeout:.0f}s: {waiting}",
-                     self.lives)
+        self.problem(f"STUCK: not drained after {self.drain_timeout:.0f}s: {waiting}", self.lives)
 
     def unsettled(self) -> str:
         try:
             known = {r["key"] for r in self.query("SELECT key FROM leads")}
             open_rows = self.rows(f"status IN {OPEN}")
-            unannounced = self.rows("status = 'dead' AND dead_announced = 0 AND "
-                                    "subject NOT LIKE 'notice:%'")
+            unannounced = self.rows(
+                "status = 'dead' AND dead_announced = 0 AND subject NOT LIKE 'notice:%'"
+            )
             failing = self.query("SELECT account FROM polls WHERE last_error != ''")
         except sqlite3.OperationalError as exc:  # not created yet, or busy
             return f"database: {exc}"
         missing = [k for k in self.served if k not in known]
         if self.autumna.faults or failing:  # the stop's exit code follows the last poll
-            return f"{len(self.autumna.faults)} Autumna faults still to be answered, or the " \
+            return (
+                f"{len(self.autumna.faults)} Autumna faults still to be answered, or the "
                 "last poll failed"
+            )
         if missing:
             return f"{len(missing)} leads not recorded yet (e.g. {missing[0]})"
         if open_rows:
             row = open_rows[0]
-            return (f"{len(open_rows)} deliveries open (e.g. {row_ref(row)}: {row['status']}, "
-                    f"{row['attempts']} attempts, {row['last_error']!r})")
+            return (
+                f"{len(open_rows)} deliveries open (e.g. {row_ref(row)}: {row['status']}, "
+                f"{row['attempts']} attempts, {row['last_error']!r})"
+            )
         if unannounced:
             return f"{len(unannounced)} dead deliveries not yet reported to ops"
         return ""
@@ -802,8 +937,7 @@ class World:
     def received(self, rows: list[sqlite3.Row]) -> tuple[dict[str, list[str]], list[str]]:
         """ref -> where each accepted copy landed; and copies no delivery row explains."""
         refs = {row_ref(r) for r in rows}
-        mids = {message_id(row_ref(r), SENDER): row_ref(r) for r in rows
-                if r["channel"] == "email"}
+        mids = {message_id(row_ref(r), SENDER): row_ref(r) for r in rows if r["channel"] == "email"}
         copies: dict[str, list[str]] = defaultdict(list)
         for m in self.slack.messages:
             meta = m.metadata or {}
@@ -814,8 +948,9 @@ class World:
         for r in self.teams.requests:
             if r.status == 202:
                 copies[teams_ref(r.webhook, r.payload)].append(r.webhook)
-        strays = [f"{ref or '(no ref)'} x{len(got)}" for ref, got in copies.items()
-                  if ref not in refs]
+        strays = [
+            f"{ref or '(no ref)'} x{len(got)}" for ref, got in copies.items() if ref not in refs
+        ]
         return copies, strays
 
     def landed_at(self, row: sqlite3.Row) -> str:
@@ -835,8 +970,10 @@ class World:
         by_subject: dict[str, list[sqlite3.Row]] = defaultdict(list)
         for row in rows:
             by_subject[row["subject"]].append(row)
-        fallback = {(str(t.channel), t.address)
-                    for t in self.config.destinations[self.config.fallback].targets}
+        fallback = {
+            (str(t.channel), t.address)
+            for t in self.config.destinations[self.config.fallback].targets
+        }
 
         # 1. every lead remembered, with the deliveries routing chose
         for key, (doc, announce) in self.served.items():
@@ -845,20 +982,28 @@ class World:
                 self.problem(f"LOST LEAD {key}: Autumna served it; it is not in the database")
                 continue
             if bool(lead_row["announced"]) != announce:
-                self.problem(f"LEAD {key}: announced={lead_row['announced']}, expected "
-                             f"{int(announce)}")
+                self.problem(
+                    f"LEAD {key}: announced={lead_row['announced']}, expected {int(announce)}"
+                )
             if key.startswith("raw:"):
                 expected = fallback
             elif announce:
-                expected = {(str(t.channel), t.address)
-                            for t in route(parse_lead(doc, "default"), self.config).targets}
+                expected = {
+                    (str(t.channel), t.address)
+                    for t in route(parse_lead(doc, "default"), self.config).targets
+                }
             else:
                 expected = set()
-            chosen = {(r["channel"], r["address"]) for r in by_subject.get(key, [])
-                      if RESCUE_REASON not in json.loads(r["reasons"])}
+            chosen = {
+                (r["channel"], r["address"])
+                for r in by_subject.get(key, [])
+                if RESCUE_REASON not in json.loads(r["reasons"])
+            }
             if chosen != expected:
-                self.problem(f"LOST DELIVERY {key}: routing chooses {sorted(expected)}, the "
-                             f"database holds {sorted(chosen)}")
+                self.problem(
+                    f"LOST DELIVERY {key}: routing chooses {sorted(expected)}, the "
+                    f"database holds {sorted(chosen)}"
+                )
         for key in set(leads) - set(self.served):
             self.problem(f"LEAD {key} is in the database but Autumna never served it")
 
@@ -866,8 +1011,9 @@ class World:
         copies, strays = self.received(rows)
         permanent_refs, permanent_mail = self.permanent_answers()
         dead_mail: Counter[str] = Counter()
-        notices = " ".join(r["text"] for r in self.query(
-            "SELECT text FROM notices WHERE kind = 'dead'"))
+        notices = " ".join(
+            r["text"] for r in self.query("SELECT text FROM notices WHERE kind = 'dead'")
+        )
         for row in rows:
             ref, channel, status = row_ref(row), row["channel"], row["status"]
             got = copies.get(ref, [])
@@ -879,8 +1025,10 @@ class World:
                 self.problem(f"MISDELIVERED {ref}: arrived at {wrong}")
             if status == "sent":
                 if not got:
-                    self.problem(f"LOST {ref}: the database says sent, but the {channel} "
-                                 "stand-in never accepted it")
+                    self.problem(
+                        f"LOST {ref}: the database says sent, but the {channel} "
+                        "stand-in never accepted it"
+                    )
             elif status == "dead":
                 figures.dead[channel] += 1
                 if channel == "email":
@@ -891,45 +1039,54 @@ class World:
                 if not row["last_error"]:
                     self.problem(f"DEAD {ref} without a reason")
                 if not permanent:
-                    self.problem(f"WRONGLY DEAD {ref} ({row['last_error']!r}): no permanent "
-                                 f"error was answered for it")
+                    self.problem(
+                        f"WRONGLY DEAD {ref} ({row['last_error']!r}): no permanent "
+                        f"error was answered for it"
+                    )
                 if not row["subject"].startswith("notice:"):
                     if not row["dead_announced"]:
                         self.problem(f"DEAD {ref}: ops was never told")
                     elif row["subject"] not in notices and " more (see" not in notices:
                         self.problem(f"DEAD {ref}: no notice to ops names it")
             else:
-                self.problem(f"STUCK {ref}: {status} after {row['attempts']} attempts, last "
-                             f"error {row['last_error']!r}")
+                self.problem(
+                    f"STUCK {ref}: {status} after {row['attempts']} attempts, last "
+                    f"error {row['last_error']!r}"
+                )
             extra = max(0, len(got) - 1)
             allowed = 0 if channel == "slack" else self.allowance[ref]
             figures.duplicates[channel] += extra
             figures.allowed[channel] += allowed
             if extra > allowed:
-                self.problem(f"DUPLICATE {ref}: {len(got)} copies; the bound allows "
-                             f"{1 + allowed} ({self.allowance[ref]} kills caught it in flight "
-                             f"after the stand-in had accepted it; Slack allows none). In "
-                             f"flight at: {', '.join(self.caught[ref]) or 'no kill'}; "
-                             f"{self.lookup_errors()} Slack lookups failed in this run")
+                self.problem(
+                    f"DUPLICATE {ref}: {len(got)} copies; the bound allows "
+                    f"{1 + allowed} ({self.allowance[ref]} kills caught it in flight "
+                    f"after the stand-in had accepted it; Slack allows none). In "
+                    f"flight at: {', '.join(self.caught[ref]) or 'no kill'}; "
+                    f"{self.lookup_errors()} Slack lookups failed in this run"
+                )
         for address, count in dead_mail.items():
             if count > permanent_mail[address]:
-                self.problem(f"WRONGLY DEAD: {count} emails to {address} are dead, but only "
-                             f"{permanent_mail[address]} permanent refusals were answered")
+                self.problem(
+                    f"WRONGLY DEAD: {count} emails to {address} are dead, but only "
+                    f"{permanent_mail[address]} permanent refusals were answered"
+                )
         for stray in strays:
             self.problem(f"STRAY: a stand-in accepted {stray}, which no delivery row explains")
 
         # the fallback gets every lead whose destinations all died
         for subject, its in by_subject.items():
             own = [r for r in its if RESCUE_REASON not in json.loads(r["reasons"])]
-            if subject.startswith("notice:") or not own or any(
-                    r["status"] != "dead" for r in own):
+            if subject.startswith("notice:") or not own or any(r["status"] != "dead" for r in own):
                 continue
             rescue = [r for r in its if RESCUE_REASON in json.loads(r["reasons"])]
             if any(r["status"] == "sent" for r in rescue):
                 figures.rescued += 1
             else:
-                self.problem(f"NOT RESCUED {subject}: every destination died and the fallback "
-                             f"destination never got it")
+                self.problem(
+                    f"NOT RESCUED {subject}: every destination died and the fallback "
+                    f"destination never got it"
+                )
 
         self.count_faults()
         for life in range(1, self.lives + 1):
@@ -943,16 +1100,25 @@ class World:
         return figures
 
     def lookup_errors(self) -> int:
-        return sum(a.channel == "slack" and a.method.startswith("conversations.") and (
-            a.status != 200 or bool(a.error)) for a in self.wire.answers)
+        return sum(
+            a.channel == "slack"
+            and a.method.startswith("conversations.")
+            and (a.status != 200 or bool(a.error))
+            for a in self.wire.answers
+        )
 
     def permanent_answers(self) -> tuple[set[str], Counter[str]]:
         """Refs that got a permanent refusal (Slack, Teams); email refusals by recipient."""
         refs: set[str] = set()
         mail: Counter[str] = Counter()
         for a in self.wire.answers:
-            refused = a.error in PERMANENT_SLACK if a.channel == "slack" else \
-                a.status in PERMANENT_TEAMS if a.channel == "teams" else False
+            refused = (
+                a.error in PERMANENT_SLACK
+                if a.channel == "slack"
+                else a.status in PERMANENT_TEAMS
+                if a.channel == "teams"
+                else False
+            )
             if refused and a.method in ("chat.postMessage", "POST"):
                 refs.add(a.ref)
             elif a.channel == "email" and 500 <= a.status < 600:
@@ -963,8 +1129,11 @@ class World:
     def count_faults(self) -> None:
         faults = self.figures.faults
         for a in self.wire.answers:
-            if a.accepted or (a.channel == "slack" and a.status == 200 and not a.error) or (
-                    a.channel == "email" and a.status == 250):
+            if (
+                a.accepted
+                or (a.channel == "slack" and a.status == 200 and not a.error)
+                or (a.channel == "email" and a.status == 250)
+            ):
                 continue
             if a.channel == "slack":
                 what = {0: "dropped", 429: "429", 200: a.error}.get(a.status, f"HTTP {a.status}")
@@ -988,13 +1157,17 @@ class World:
     def report(self) -> str:
         shown = self.problems[:40]
         more = len(self.problems) - len(shown)
-        return "\n".join([
-            f"seed {self.seed}: {len(self.problems)} problem(s); to replay: {self.replay}",
-            *self.figures.lines()[1:],
-            *(f"  {p}" for p in shown), *([f"  ... and {more} more"] if more else []),
-            "  what happened:", *(f"    {e}" for e in self.events[-60:]),
-            f"  logs and database: {self.folder}",
-        ])
+        return "\n".join(
+            [
+                f"seed {self.seed}: {len(self.problems)} problem(s); to replay: {self.replay}",
+                *self.figures.lines()[1:],
+                *(f"  {p}" for p in shown),
+                *([f"  ... and {more} more"] if more else []),
+                "  what happened:",
+                *(f"    {e}" for e in self.events[-60:]),
+                f"  logs and database: {self.folder}",
+            ]
+        )
 
 
 def row_ref(row: sqlite3.Row) -> str:
@@ -1007,21 +1180,41 @@ def row_ref(row: sqlite3.Row) -> str:
 
 def random_fault(rng: random.Random) -> tuple[str, Callable[[World], None]]:
     """One fault family, with its parameters drawn now (so a seed replays the same plan)."""
-    family = rng.choice((
-        "slack 429 storm", "slack 429 storm", "slack ok:false transient", "slack 5xx",
-        "slack dropped", "slack permanent", "smtp 421", "smtp 451/450", "smtp dropped",
-        "smtp 550", "teams 429", "teams 5xx", "teams dropped", "teams 400/404",
-        "autumna 500 burst", "autumna truncated JSON", "autumna HTML error page",
-        "autumna empty body", "autumna dropped"))
+    family = rng.choice(
+        (
+            "slack 429 storm",
+            "slack 429 storm",
+            "slack ok:false transient",
+            "slack 5xx",
+            "slack dropped",
+            "slack permanent",
+            "smtp 421",
+            "smtp 451/450",
+            "smtp dropped",
+            "smtp 550",
+            "teams 429",
+            "teams 5xx",
+            "teams dropped",
+            "teams 400/404",
+            "autumna 500 burst",
+            "autumna truncated JSON",
+            "autumna HTML error page",
+            "autumna empty body",
+            "autumna dropped",
+        )
+    )
     n = rng.randint(1, 4)
     home = rng.randint(1, HOMES)
     if family == "slack 429 storm":
         n, after = rng.randint(3, 6), rng.randint(1, 2)
         channel = rng.choice((None, home_channel(home)))
         method = rng.choice((None, "chat.postMessage"))
-        return f"{family} x{n} Retry-After {after} on {channel or 'any channel'}", \
-            lambda w: w.slack.fail_next(n, status=429, retry_after=after, channel=channel,
-                                        method=method)
+        return (
+            f"{family} x{n} Retry-After {after} on {channel or 'any channel'}",
+            lambda w: w.slack.fail_next(
+                n, status=429, retry_after=after, channel=channel, method=method
+            ),
+        )
     if family == "slack ok:false transient":
         error = rng.choice(TRANSIENT_SLACK)
         return f"slack ok:false {error} x{n}", lambda w: w.slack.fail_next(n, error)
@@ -1032,8 +1225,9 @@ def random_fault(rng: random.Random) -> tuple[str, Callable[[World], None]]:
         return f"{family} x{n}", lambda w: w.slack.fail_next(n, drop=True)
     if family == "slack permanent":
         error, channel = rng.choice(PERMANENT_SLACK), home_channel(home)
-        return f"slack {error} on {channel} from now on", \
-            lambda w: w.slack.fail_channel(channel, error)
+        return f"slack {error} on {channel} from now on", lambda w: w.slack.fail_channel(
+            channel, error
+        )
     if family == "smtp 421":
         stage = rng.choice(("MAIL", "RCPT", "DATA"))
         return f"smtp 421 at {stage} x{n}", lambda w: w.smtp.fail_next(n, 421, stage)
@@ -1045,12 +1239,15 @@ def random_fault(rng: random.Random) -> tuple[str, Callable[[World], None]]:
         return f"smtp dropped at {stage} x{n}", lambda w: w.smtp.drop_next(n, stage)
     if family == "smtp 550":
         rcpt = manager_email(home)
-        return f"smtp 550 for {rcpt} from now on", \
-            lambda w: w.smtp.fail_next(10**6, 550, "RCPT", rcpt=rcpt)
+        return f"smtp 550 for {rcpt} from now on", lambda w: w.smtp.fail_next(
+            10**6, 550, "RCPT", rcpt=rcpt
+        )
     if family == "teams 429":
         after, hook = rng.randint(1, 2), rng.choice((None, "a", "b"))
-        return f"teams 429 x{n} Retry-After {after} on {hook or 'any webhook'}", \
-            lambda w: w.teams.fail_next(n, 429, retry_after=after, webhook=hook)
+        return (
+            f"teams 429 x{n} Retry-After {after} on {hook or 'any webhook'}",
+            lambda w: w.teams.fail_next(n, 429, retry_after=after, webhook=hook),
+        )
     if family == "teams 5xx":
         status = rng.choice((500, 502, 503))
         return f"teams {status} x{n}", lambda w: w.teams.fail_next(n, status)
@@ -1058,31 +1255,34 @@ def random_fault(rng: random.Random) -> tuple[str, Callable[[World], None]]:
         return f"{family} x{n}", lambda w: w.teams.fail_next(n, drop=True)
     if family == "teams 400/404":
         status, hook = rng.choice((400, 404)), rng.choice(("a", "b"))
-        return f"teams {status} x1 on {hook}", lambda w: w.teams.fail_next(1, status,
-                                                                            webhook=hook)
+        return f"teams {status} x1 on {hook}", lambda w: w.teams.fail_next(1, status, webhook=hook)
     if family == "autumna 500 burst":
         n = rng.randint(2, 5)
         return f"{family} x{n}", lambda w: w.autumna_fault("500", n, status=500)
     if family == "autumna truncated JSON":
         cut = rng.uniform(0.05, 0.95)
-        return family, lambda w: w.autumna_fault("truncated JSON", status=200, body=truncated(
-            w.autumna.body(None, None), cut))
+        return family, lambda w: w.autumna_fault(
+            "truncated JSON", status=200, body=truncated(w.autumna.body(None, None), cut)
+        )
     if family == "autumna HTML error page":
         status = rng.choice((200, 502, 503))
         return f"{family} (HTTP {status})", lambda w: w.autumna_fault(
-            "HTML error page", status=status, body=HTML_ERROR, content_type="text/html")
+            "HTML error page", status=status, body=HTML_ERROR, content_type="text/html"
+        )
     if family == "autumna empty body":
         return family, lambda w: w.autumna_fault("empty body", status=200, body="")
     return family, lambda w: w.autumna_fault("dropped", drop=True)
 
 
-HTML_ERROR = ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
-              "<h1>Bad Gateway</h1><p>The server returned an invalid response.</p>"
-              "<hr><address>nginx</address></body></html>")
+HTML_ERROR = (
+    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+    "<h1>Bad Gateway</h1><p>The server returned an invalid response.</p>"
+    "<hr><address>nginx</address></body></html>"
+)
 
 
 def truncated(body: str, fraction: float) -> str:
-    return body[:max(1, min(len(body) - 1, int(len(body) * fraction)))]
+    return body[: max(1, min(len(body) - 1, int(len(body) * fraction)))]
 
 
 def arrive(n: int) -> Callable[[World], object]:
@@ -1103,8 +1303,13 @@ def chaos_plan(rng: random.Random) -> tuple[int, list[Life]]:
             n = rng.randint(2, 8)
             steps.append(Step(rng.uniform(0, span), f"{n} leads arrive", arrive(n)))
         if rng.random() < 0.25:
-            steps.append(Step(rng.uniform(0, span), "an unreadable record arrives",
-                              lambda w: w.add_unreadable(1)))
+            steps.append(
+                Step(
+                    rng.uniform(0, span),
+                    "an unreadable record arrives",
+                    lambda w: w.add_unreadable(1),
+                )
+            )
         for _ in range(rng.randint(1, 3)):
             label, do = random_fault(rng)
             steps.append(Step(rng.uniform(0, span), label, do))
@@ -1113,8 +1318,9 @@ def chaos_plan(rng: random.Random) -> tuple[int, list[Life]]:
             if rng.random() < 0.5:
                 kill = Kill("timer", rng.uniform(0.2, span + 1.0))
             else:
-                kill = Kill("accept", span + 1.5, rng.choice(("slack", "email", "teams")),
-                            rng.randint(1, 4))
+                kill = Kill(
+                    "accept", span + 1.5, rng.choice(("slack", "email", "teams")), rng.randint(1, 4)
+                )
         lives.append(Life(steps, kill))
     return initial, lives
 

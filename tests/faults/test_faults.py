@@ -60,7 +60,8 @@ class FigureSummary:
             terminalreporter.write_line(
                 f"  chaos seeds {CHAOS_SEEDS[0]}..{CHAOS_SEEDS[-1]}: replay them all with "
                 f"LEADBOT_FAULT_BASE_SEED={CHAOS_SEEDS[0]} LEADBOT_FAULT_RUNS="
-                f"{len(CHAOS_SEEDS)}, one with LEADBOT_FAULT_SEED=<seed>")
+                f"{len(CHAOS_SEEDS)}, one with LEADBOT_FAULT_SEED=<seed>"
+            )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,10 +83,12 @@ def too_early(answers: list[Answer]) -> list[str]:
     for i, answer in enumerate(answers):
         if answer.status != 429 or answer.retry_after is None:
             continue
-        after = next((b for b in answers[i + 1:] if b.target == answer.target), None)
+        after = next((b for b in answers[i + 1 :] if b.target == answer.target), None)
         if after is not None and after.at < answer.at + answer.retry_after - 0.05:
-            found.append(f"{answer.target}: 429 with Retry-After {answer.retry_after:.0f}, "
-                         f"next request {after.at - answer.at:.2f}s later")
+            found.append(
+                f"{answer.target}: 429 with Retry-After {answer.retry_after:.0f}, "
+                f"next request {after.at - answer.at:.2f}s later"
+            )
     return found
 
 
@@ -95,15 +98,37 @@ def too_early(answers: list[Answer]) -> list[str]:
 def test_slack_429_storms_are_waited_out_as_retry_after_says(tmp_path: Path) -> None:
     with World(tmp_path, 429, slack_rate=1.0) as world:
         world.add_leads(12, categories=(1, 2, 3, 4, 6, 7))
-        world.play([Life([
-            Step(0.0, "slack 429 x8 Retry-After 2", lambda w: w.slack.fail_next(
-                8, status=429, retry_after=2, method="chat.postMessage")),
-            Step(1.5, "slack 429 x3 Retry-After 1 on #home-03", lambda w: w.slack.fail_next(
-                3, status=429, retry_after=1, channel=home_channel(3),
-                method="chat.postMessage")),
-            Step(1.5, "2 more leads for Home 03", lambda w: w.add_leads(
-                2, categories=(1, 2, 4), homes=(3,))),
-        ])])
+        world.play(
+            [
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "slack 429 x8 Retry-After 2",
+                            lambda w: w.slack.fail_next(
+                                8, status=429, retry_after=2, method="chat.postMessage"
+                            ),
+                        ),
+                        Step(
+                            1.5,
+                            "slack 429 x3 Retry-After 1 on #home-03",
+                            lambda w: w.slack.fail_next(
+                                3,
+                                status=429,
+                                retry_after=1,
+                                channel=home_channel(3),
+                                method="chat.postMessage",
+                            ),
+                        ),
+                        Step(
+                            1.5,
+                            "2 more leads for Home 03",
+                            lambda w: w.add_leads(2, categories=(1, 2, 4), homes=(3,)),
+                        ),
+                    ]
+                )
+            ]
+        )
         finish(world)
         answers = posts(world, "slack")
     assert sum(a.status == 429 for a in answers) >= 11
@@ -113,15 +138,27 @@ def test_slack_429_storms_are_waited_out_as_retry_after_says(tmp_path: Path) -> 
 def test_slack_transient_errors_are_retried_until_delivered(tmp_path: Path) -> None:
     with World(tmp_path, 200) as world:
         world.add_leads(20, categories=(1, 2, 3, 4, 6, 7))
-        world.play([Life([
-            Step(0.0, "slack ok:false internal_error x3", lambda w: w.slack.fail_next(
-                3, "internal_error")),
-            Step(0.0, "slack ok:false service_unavailable x2", lambda w: w.slack.fail_next(
-                2, "service_unavailable")),
-            Step(0.0, "slack ok:false ratelimited x1", lambda w: w.slack.fail_next(1)),
-            Step(0.0, "slack HTTP 503 x2", lambda w: w.slack.fail_next(2, status=503)),
-            Step(0.0, "slack dropped x2", lambda w: w.slack.fail_next(2, drop=True)),
-        ])])
+        world.play(
+            [
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "slack ok:false internal_error x3",
+                            lambda w: w.slack.fail_next(3, "internal_error"),
+                        ),
+                        Step(
+                            0.0,
+                            "slack ok:false service_unavailable x2",
+                            lambda w: w.slack.fail_next(2, "service_unavailable"),
+                        ),
+                        Step(0.0, "slack ok:false ratelimited x1", lambda w: w.slack.fail_next(1)),
+                        Step(0.0, "slack HTTP 503 x2", lambda w: w.slack.fail_next(2, status=503)),
+                        Step(0.0, "slack dropped x2", lambda w: w.slack.fail_next(2, drop=True)),
+                    ]
+                )
+            ]
+        )
         figures = finish(world)
         retried = world.rows("channel = 'slack' AND attempts > 1")
     assert sum(v for k, v in figures.faults.items() if k.startswith("slack")) == 10
@@ -130,7 +167,8 @@ def test_slack_transient_errors_are_retried_until_delivered(tmp_path: Path) -> N
 
 
 def test_slack_permanent_errors_go_dead_at_once_ops_is_told_and_the_fallback_gets_the_lead(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with World(tmp_path, 404) as world:
         world.slack.fail_channel(home_channel(2), "channel_not_found")
         world.slack.fail_channel(home_channel(5), "is_archived")
@@ -142,10 +180,14 @@ def test_slack_permanent_errors_go_dead_at_once_ops_is_told_and_the_fallback_get
         dead = world.rows("status = 'dead'")
         ops = world.slack.messages_for(OPS_SLACK)
     assert dead and {(r["channel"], r["address"]) for r in dead} <= {
-        ("slack", home_channel(2)), ("slack", home_channel(5))}
+        ("slack", home_channel(2)),
+        ("slack", home_channel(5)),
+    }
     assert all(r["attempts"] == 1 for r in dead), "a permanent error must not be retried"
-    assert {r["last_error"] for r in dead} <= {"Slack error channel_not_found",
-                                               "Slack error is_archived"}
+    assert {r["last_error"] for r in dead} <= {
+        "Slack error channel_not_found",
+        "Slack error is_archived",
+    }
     assert figures.rescued >= len(only_slack)
     told = " ".join(str(m.blocks) for m in ops)
     assert all(key in told for key in only_slack)
@@ -157,23 +199,30 @@ def test_slack_permanent_errors_go_dead_at_once_ops_is_told_and_the_fallback_get
 def test_smtp_421_451_and_dropped_connections_are_retried(tmp_path: Path) -> None:
     with World(tmp_path, 421) as world:
         world.add_leads(16, categories=(4, 5, 6, 7))
-        world.play([Life([
-            Step(0.0, "smtp 421 at MAIL", lambda w: w.smtp.fail_next(1, 421, "MAIL")),
-            Step(0.0, "smtp 451 at DATA x2", lambda w: w.smtp.fail_next(2, 451, "DATA")),
-            Step(0.0, "smtp 450 at RCPT", lambda w: w.smtp.fail_next(1, 450, "RCPT")),
-            Step(0.0, "smtp dropped at DATA", lambda w: w.smtp.drop_next(1, "DATA")),
-            Step(0.0, "smtp dropped at RCPT", lambda w: w.smtp.drop_next(1, "RCPT")),
-            Step(0.0, "smtp 421 at DATA", lambda w: w.smtp.fail_next(1, 421, "DATA")),
-            Step(2.0, "smtp dropped at MAIL", lambda w: w.smtp.drop_next(1, "MAIL")),
-            Step(2.0, "6 more leads", lambda w: w.add_leads(6, categories=(4, 5))),
-        ])])
+        world.play(
+            [
+                Life(
+                    [
+                        Step(0.0, "smtp 421 at MAIL", lambda w: w.smtp.fail_next(1, 421, "MAIL")),
+                        Step(
+                            0.0, "smtp 451 at DATA x2", lambda w: w.smtp.fail_next(2, 451, "DATA")
+                        ),
+                        Step(0.0, "smtp 450 at RCPT", lambda w: w.smtp.fail_next(1, 450, "RCPT")),
+                        Step(0.0, "smtp dropped at DATA", lambda w: w.smtp.drop_next(1, "DATA")),
+                        Step(0.0, "smtp dropped at RCPT", lambda w: w.smtp.drop_next(1, "RCPT")),
+                        Step(0.0, "smtp 421 at DATA", lambda w: w.smtp.fail_next(1, 421, "DATA")),
+                        Step(2.0, "smtp dropped at MAIL", lambda w: w.smtp.drop_next(1, "MAIL")),
+                        Step(2.0, "6 more leads", lambda w: w.add_leads(6, categories=(4, 5))),
+                    ]
+                )
+            ]
+        )
         figures = finish(world)
     assert sum(v for k, v in figures.faults.items() if k.startswith("smtp")) == 8
     assert not figures.dead and figures.duplicates["email"] == 0
 
 
-def test_smtp_550_is_permanent_ops_is_told_and_the_fallback_gets_the_lead(
-        tmp_path: Path) -> None:
+def test_smtp_550_is_permanent_ops_is_told_and_the_fallback_gets_the_lead(tmp_path: Path) -> None:
     with World(tmp_path, 550) as world:
         world.smtp.fail_next(10**6, 550, "RCPT", rcpt=manager_email(3))
         world.smtp.fail_next(1, 554, "DATA", rcpt=SALES)
@@ -186,8 +235,10 @@ def test_smtp_550_is_permanent_ops_is_told_and_the_fallback_gets_the_lead(
     to_manager = [r for r in dead if r["address"] == manager_email(3)]
     assert len(to_manager) >= len(only_mail) and len(dead) == len(to_manager) + 1
     assert all(r["attempts"] == 1 for r in dead), "a permanent error must not be retried"
-    assert {r["last_error"] for r in dead} == {"the mail server refused the recipient (550)",
-                                               "the mail server answered 554"}
+    assert {r["last_error"] for r in dead} == {
+        "the mail server refused the recipient (550)",
+        "the mail server answered 554",
+    }
     assert figures.rescued >= len(only_mail)
 
 
@@ -198,20 +249,40 @@ def test_teams_429_and_500_are_retried_400_and_404_are_not(tmp_path: Path) -> No
     with World(tmp_path, 500) as world:
         world.add_leads(6, categories=(8,))  # Teams B only
         world.add_leads(14, categories=(2, 3, 6, 7))
-        world.play([Life([
-            Step(0.0, "teams 429 x3 Retry-After 1", lambda w: w.teams.fail_next(
-                3, 429, retry_after=1)),
-            Step(0.0, "teams 500 x2", lambda w: w.teams.fail_next(2, 500)),
-            Step(0.0, "teams 502 x1 on b", lambda w: w.teams.fail_next(1, 502, webhook="b")),
-            Step(0.0, "teams dropped x1", lambda w: w.teams.fail_next(1, drop=True)),
-            Step(0.5, "teams 400 x1 on b", lambda w: w.teams.fail_next(1, 400, webhook="b")),
-            Step(0.5, "teams 404 x1 on a", lambda w: w.teams.fail_next(1, 404, webhook="a")),
-        ])])
+        world.play(
+            [
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "teams 429 x3 Retry-After 1",
+                            lambda w: w.teams.fail_next(3, 429, retry_after=1),
+                        ),
+                        Step(0.0, "teams 500 x2", lambda w: w.teams.fail_next(2, 500)),
+                        Step(
+                            0.0,
+                            "teams 502 x1 on b",
+                            lambda w: w.teams.fail_next(1, 502, webhook="b"),
+                        ),
+                        Step(0.0, "teams dropped x1", lambda w: w.teams.fail_next(1, drop=True)),
+                        Step(
+                            0.5,
+                            "teams 400 x1 on b",
+                            lambda w: w.teams.fail_next(1, 400, webhook="b"),
+                        ),
+                        Step(
+                            0.5,
+                            "teams 404 x1 on a",
+                            lambda w: w.teams.fail_next(1, 404, webhook="a"),
+                        ),
+                    ]
+                )
+            ]
+        )
         figures = finish(world)
         dead = world.rows("status = 'dead'")
         answers = posts(world, "teams")
-    assert sorted(r["last_error"] for r in dead) == ["HTTP 400 from Teams",
-                                                     "HTTP 404 from Teams"]
+    assert sorted(r["last_error"] for r in dead) == ["HTTP 400 from Teams", "HTTP 404 from Teams"]
     assert all(r["attempts"] == 1 for r in dead)
     assert sum(v for k, v in figures.faults.items() if k.startswith("teams")) == 9
     assert not too_early(answers)
@@ -223,20 +294,46 @@ def test_teams_429_and_500_are_retried_400_and_404_are_not(tmp_path: Path) -> No
 def test_autumna_failures_lose_no_lead_and_ops_hears_about_them(tmp_path: Path) -> None:
     with World(tmp_path, 5000, alert_after="3s") as world:
         world.add_leads(5)
-        world.play([Life([
-            Step(0.0, "autumna 500 x3", lambda w: w.autumna_fault("500", 3, status=500)),
-            Step(0.0, "autumna truncated JSON", lambda w: w.autumna_fault(
-                "truncated JSON", status=200, body=w.autumna.body(None, None)[:1500])),
-            Step(0.0, "autumna HTML error page", lambda w: w.autumna_fault(
-                "HTML error page", status=200, content_type="text/html",
-                body="<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>")),
-            Step(0.0, "autumna empty body", lambda w: w.autumna_fault(
-                "empty body", status=200, body="")),
-            Step(0.0, "autumna dropped", lambda w: w.autumna_fault("dropped", drop=True)),
-            Step(1.0, "6 leads arrive", lambda w: w.add_leads(6)),
-            Step(3.0, "6 leads arrive", lambda w: w.add_leads(6)),
-            Step(4.0, "an unreadable record arrives", lambda w: w.add_unreadable(1)),
-        ])])
+        world.play(
+            [
+                Life(
+                    [
+                        Step(
+                            0.0, "autumna 500 x3", lambda w: w.autumna_fault("500", 3, status=500)
+                        ),
+                        Step(
+                            0.0,
+                            "autumna truncated JSON",
+                            lambda w: w.autumna_fault(
+                                "truncated JSON", status=200, body=w.autumna.body(None, None)[:1500]
+                            ),
+                        ),
+                        Step(
+                            0.0,
+                            "autumna HTML error page",
+                            lambda w: w.autumna_fault(
+                                "HTML error page",
+                                status=200,
+                                content_type="text/html",
+                                body="<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>"
+                                "</body></html>",
+                            ),
+                        ),
+                        Step(
+                            0.0,
+                            "autumna empty body",
+                            lambda w: w.autumna_fault("empty body", status=200, body=""),
+                        ),
+                        Step(
+                            0.0, "autumna dropped", lambda w: w.autumna_fault("dropped", drop=True)
+                        ),
+                        Step(1.0, "6 leads arrive", lambda w: w.add_leads(6)),
+                        Step(3.0, "6 leads arrive", lambda w: w.add_leads(6)),
+                        Step(4.0, "an unreadable record arrives", lambda w: w.add_unreadable(1)),
+                    ]
+                )
+            ]
+        )
         figures = finish(world)
         kinds = [r["kind"] for r in world.query("SELECT kind FROM notices ORDER BY id")]
         polls = world.query("SELECT * FROM polls")
@@ -257,7 +354,8 @@ def test_sigterm_stops_cleanly_even_while_autumna_is_failing(tmp_path: Path) -> 
         while time.monotonic() < deadline and world.unsettled().startswith("database"):
             time.sleep(0.1)
         while time.monotonic() < deadline and not world.query(
-                "SELECT 1 FROM polls WHERE last_error != ''"):
+            "SELECT 1 FROM polls WHERE last_error != ''"
+        ):
             time.sleep(0.1)
         world.stop()
     assert not world.problems, "\n".join(world.problems)
@@ -292,7 +390,8 @@ def test_ten_thousand_leads_in_one_response(tmp_path: Path, delay: float) -> Non
 
 @pytest.mark.parametrize("channel", ["slack", "email", "teams"])
 def test_a_kill_after_the_server_accepted_is_the_only_window_that_duplicates(
-        tmp_path: Path, channel: str) -> None:
+    tmp_path: Path, channel: str
+) -> None:
     """SIGKILL inside the stand-in, after it accepted the third message and before it answered:
     leadbot restarts not knowing. Slack finds its message in the channel history by metadata;
     email (same Message-ID) and Teams get one extra copy: the documented bound."""
@@ -309,16 +408,28 @@ def test_a_kill_after_the_server_accepted_is_the_only_window_that_duplicates(
 
 
 def test_a_failed_history_lookup_after_a_kill_still_does_not_repost_to_slack(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """After a kill mid-post, the check in the channel history can itself fail (Slack says
     internal_error once). The retry must still look before posting again."""
     with World(tmp_path, 78) as world:
         world.add_leads(6, categories=(1,), homes=(2,))  # one Slack channel: one lane
-        world.play([
-            Life(kill=Kill("accept", 10.0, "slack", 2)),
-            Life([Step(0.0, "conversations.history fails once", lambda w: w.slack.fail_next(
-                1, "internal_error", method="conversations.history"))]),
-        ])
+        world.play(
+            [
+                Life(kill=Kill("accept", 10.0, "slack", 2)),
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "conversations.history fails once",
+                            lambda w: w.slack.fail_next(
+                                1, "internal_error", method="conversations.history"
+                            ),
+                        )
+                    ]
+                ),
+            ]
+        )
         figures = finish(world)
     assert figures.duplicates["slack"] == 0
 
@@ -329,11 +440,13 @@ def test_a_second_kill_before_the_check_still_does_not_repost_to_slack(tmp_path:
     must still look in the history before posting it again."""
     with World(tmp_path, 79) as world:
         world.add_leads(8, categories=(1,), homes=(2,))  # one Slack channel: one lane
-        world.play([
-            Life(kill=Kill("accept", 10.0, "slack", 3)),
-            Life(kill=Kill("timer", 1.6)),
-            Life(),
-        ])
+        world.play(
+            [
+                Life(kill=Kill("accept", 10.0, "slack", 3)),
+                Life(kill=Kill("timer", 1.6)),
+                Life(),
+            ]
+        )
         figures = finish(world)
     assert figures.duplicates["slack"] == 0
 
@@ -363,9 +476,10 @@ def test_chaos_seeded_runs_of_faults_and_sigkills_keep_the_invariant(tmp_path: P
 
     with ThreadPoolExecutor(max_workers=min(JOBS, len(seeds))) as pool:
         list(pool.map(one, seeds))
-    assert not failures, (f"{len(failures)} of {len(seeds)} chaos runs broke the invariant "
-                          f"(replay one with LEADBOT_FAULT_SEED=<seed>):\n\n" +
-                          "\n\n".join(failures))
+    assert not failures, (
+        f"{len(failures)} of {len(seeds)} chaos runs broke the invariant "
+        f"(replay one with LEADBOT_FAULT_SEED=<seed>):\n\n" + "\n\n".join(failures)
+    )
 
 
 def test_the_harness_matches_every_delivery_to_what_arrived(tmp_path: Path) -> None:
