@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bot.autumna import parse_body
 from bot.config import Config, load_config
-from bot.models import Lead
-from bot.render import Facts, Renderer
+from bot.models import Facts, Lead
+from bot.render import Renderer
 from bot.rules import route
 
 from .harness import Row, Table, timed
@@ -119,7 +119,7 @@ STAGES = {  # what to call it: (file, function) whose cumulative time it is
     "  of which Jinja contexts (`new_context`)": ("jinja2/environment.py", "new_context"),
     "routing (`rules.route`)": ("bot/rules.py", "route"),
     "parsing (`autumna.parse_body`)": ("bot/autumna.py", "parse_body"),
-    "the view (`render.lead_view`)": ("bot/render.py", "lead_view"),
+    "the view (`view.lead_view`)": ("bot/view.py", "lead_view"),
     "Slack JSON (`channels/slack.compose`)": ("bot/channels/slack.py", "compose"),
     "Teams card (`channels/teams.compose`)": ("bot/channels/teams.py", "compose"),
 }

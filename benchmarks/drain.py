@@ -25,8 +25,8 @@ from bot.channels import email as email_channel
 from bot.channels import slack as slack_channel
 from bot.config import Config, load_config
 from bot.limits import Lanes
-from bot.models import Channel, Message
-from bot.render import Facts, Renderer
+from bot.models import Channel, Facts, Message
+from bot.render import Renderer
 from bot.rules import route
 from bot.store import Store
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from .config import Config
 from .models import Target
-from .render import format_moment
 from .store import Store
+from .view import format_moment
 
 log = logging.getLogger(__name__)
 LISTED = 15  # dead deliveries named in one notice; the rest are counted

@@ -20,8 +20,8 @@ from .autumna import parse_lead
 from .config import Config
 from .failures import DeliveryError
 from .limits import Lanes, RetryPolicy, lane_of
-from .models import Channel, Delivery, Lead, Message, Status
-from .render import Facts, Renderer
+from .models import Channel, Delivery, Facts, Lead, Message, Status
+from .render import Renderer
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -159,3 +159,12 @@ class Message:
     ref: str  # "<lead key>/<target key>": the same for every attempt, so a resend can be spotted
     summary: str  # one line for logs and the terminal; contains no personal data
     payload: Any  # dict for Slack/Teams, email.message.EmailMessage for email
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What routing decided about a lead, kept with it in the database."""
+
+    urgent: bool = False
+    unrouted: bool = False
+    notes: tuple[str, ...] = ()

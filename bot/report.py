@@ -16,10 +16,11 @@ from typing import Any
 
 from .config import Config
 from .escape import plain
-from .models import Channel, Delivery, Lead, Status, Unreadable
-from .render import Facts, Renderer, format_moment
+from .models import Channel, Delivery, Facts, Lead, Status, Unreadable
+from .render import Renderer
 from .rules import Routing
 from .store import Store
+from .view import format_moment
 
 RULE = "─" * 72
 

@@ -48,9 +48,10 @@ from standins.validators import (
 from bot.channels import email as email_channel
 from bot.config import PRIVACY_LEVELS, Config
 from bot.demo.standin import AutumnaStandin
-from bot.models import CATEGORY_NAMES, Channel, Lead, Message, Target
-from bot.render import SAMPLE, Facts, Renderer, contact_view
+from bot.models import CATEGORY_NAMES, Channel, Facts, Lead, Message, Target
+from bot.render import SAMPLE, Renderer
 from bot.rules import route
+from bot.view import contact_view
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "bot" / "demo" / "published"

@@ -61,8 +61,8 @@ from bot.autumna import AutumnaClient, Batch, PollError, parse_body
 from bot.channels.email import EmailChannel
 from bot.config import Config, load_config
 from bot.demo.standin import AutumnaStandin
-from bot.models import Channel, Lead, Target
-from bot.render import Facts, Renderer
+from bot.models import Channel, Facts, Lead, Target
+from bot.render import Renderer
 from bot.rules import route
 from bot.settings import Settings
 from bot.store import Store

@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 
 from bot.autumna import AutumnaClient, PollError, clean_line, parse_body, parse_lead
 from bot.config import PRIVACY_LEVELS, Config, load_config
-from bot.models import Channel, Target
-from bot.render import Facts, Renderer
+from bot.models import Channel, Facts, Target
+from bot.render import Renderer
 
 pytestmark = pytest.mark.timeout(120)
 

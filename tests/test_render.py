@@ -27,9 +27,10 @@ import bot
 from bot import escape
 from bot.autumna import parse_body, parse_lead
 from bot.config import Config, load_config
-from bot.models import Channel, Lead, Message, Target
-from bot.render import Facts, Renderer, format_day, format_moment
+from bot.models import Channel, Facts, Lead, Message, Target
+from bot.render import Renderer
 from bot.rules import route
+from bot.view import format_day, format_moment
 
 ROOT = Path(bot.__file__).resolve().parent.parent
 ROOT_RULES = ROOT / "rules.toml"
