@@ -74,7 +74,7 @@ def node_validator() -> None:
 
 def demo() -> int:
     environment("")
-    return sh(BIN / "leadbot", "run", "--once", check=False)
+    return sh(BIN / "leadbot", "run", "--demo", "--once", check=False)
 
 
 def bench() -> int:

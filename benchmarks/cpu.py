@@ -10,9 +10,11 @@ import pstats
 import time
 from pathlib import Path
 
-from bot.autumna import parse_body
-from bot.config import Config, load_config
+from bot.config import Config
+
+from bot.loader import load_config
 from bot.models import Facts, Lead
+from bot.parse import parse_body
 from bot.render import Renderer
 from bot.rules import route
 
@@ -118,7 +120,7 @@ STAGES = {  # what to call it: (file, function) whose cumulative time it is
     "  of which escaping (`finalize` → `escape.*`)": ("bot/render.py", "finalize"),
     "  of which Jinja contexts (`new_context`)": ("jinja2/environment.py", "new_context"),
     "routing (`rules.route`)": ("bot/rules.py", "route"),
-    "parsing (`autumna.parse_body`)": ("bot/autumna.py", "parse_body"),
+    "parsing (`parse.parse_body`)": ("bot/parse.py", "parse_body"),
     "the view (`view.lead_view`)": ("bot/view.py", "lead_view"),
     "Slack JSON (`channels/slack.compose`)": ("bot/channels/slack.py", "compose"),
     "Teams card (`channels/teams.compose`)": ("bot/channels/teams.py", "compose"),

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.autumna import parse_body
 from bot.channels import email as email_channel
 from bot.channels import slack as slack_channel
-from bot.config import Config, load_config
+from bot.config import Config
+from bot.loader import load_config
 from bot.limits import Lanes
 from bot.models import Channel, Facts, Message
+from bot.parse import parse_body
 from bot.render import Renderer
 from bot.rules import route
 from bot.store import Store

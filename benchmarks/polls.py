@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from bot import alerts
-from bot.config import load_config
+from bot.loader import load_config
 from bot.pipeline import Poller, Window
 from bot.store import Store
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.config import load_config
+from bot.loader import load_config
 from bot.limits import RATES
 from bot.models import Channel
 from bot.store import Store

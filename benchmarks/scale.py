@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from bot import alerts
-from bot.autumna import parse_lead
-from bot.config import Config, load_config
+from bot.config import Config
+from bot.loader import load_config
 from bot.limits import Lanes
 from bot.models import Channel
+from bot.parse import parse_lead
 from bot.pipeline import Runner, purge
 from bot.rules import route
 from bot.store import Store

@@ -9,20 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
-from .config import Config, ConfigError, load_config
-from .settings import RedactingFilter, Settings
+from .config import ConfigError
+from .settings import RedactingFilter, redact
 
 log = logging.getLogger("leadbot")
-DEMO_FOLDER = Path("leadbot-demo")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # One line, redacted: a traceback could carry a key, a webhook URL or a lead's details.
+        # Exit 1, so a supervisor (systemd's Restart=on-failure) starts leadbot again.
+        message = redact(f"{type(exc).__name__}: {exc}")[:500].replace("\n", " ")
+        print(f"leadbot: stopped by an error it cannot recover from: {message}", file=sys.stderr)
+        return 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,8 +59,8 @@ def parser() -> argparse.ArgumentParser:
         "--db",
         type=Path,
         default=argparse.SUPPRESS,
-        help="SQLite database (env LEADBOT_DB; default ./leadbot.db, or "
-        "leadbot-demo/leadbot.db for the demo)",
+        help="SQLite database (env LEADBOT_DB; default ./leadbot.db; the demo always uses its "
+        "own, leadbot-demo/leadbot.db)",
     )
     common.add_argument(
         "--log-level",
@@ -87,14 +88,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--demo",
         action="store_true",
-        help="use the bundled local Autumna and local sinks even if keys are set",
+        help="run the demo: a bundled local Autumna, messages written to leadbot-demo/ "
+        "(its own database; keys in the environment are not used)",
     )
     run.set_defaults(command="run")
 
     check = sub.add_parser(
         "check", parents=[common], help="validate rules.toml, templates and environment"
     )
-    check.add_argument("--demo", action="store_true", help="skip the environment checks")
+    check.add_argument(
+        "--demo", action="store_true", help="check for the demo: skip the environment checks"
+    )
     check.set_defaults(command="check")
 
     explain = sub.add_parser(
@@ -128,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")
+    status.add_argument("--demo", action="store_true", help="the demo's database")
     status.set_defaults(command="status")
     return top
 
@@ -135,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
 def setup_logging(level: str | None) -> None:
     name = (level or os.environ.get("LEADBOT_LOG_LEVEL") or "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(Formatter("%(asctime)s %(levelname)-7s %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -149,38 +154,8 @@ def setup_logging(level: str | None) -> None:
         logging.getLogger("slack_sdk").setLevel(logging.INFO)
 
 
-def config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config or os.environ.get("LEADBOT_CONFIG") or "rules.toml")
+class Formatter(logging.Formatter):
+    """Times as ISO 8601 with the date and the offset: 2026-12-01T14:05:09+00:00."""
 
-
-def db_path(args: argparse.Namespace, demo: bool) -> Path:
-    chosen = args.db or os.environ.get("LEADBOT_DB")
-    return Path(chosen) if chosen else (DEMO_FOLDER / "leadbot.db" if demo else Path("leadbot.db"))
-
-
-def load(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args))
-
-
-def settings_for(config: Config, demo_flag: bool) -> Settings:
-    settings = Settings.from_env(os.environ, config, demo=True if demo_flag else None)
-    if settings.demo:
-        settings = replace(settings, api_keys={a.name: "demo" for a in config.accounts})
-    return settings
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping: finishing the sends in flight (signal %d)", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")

@@ -4,69 +4,69 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
-from contextlib import ExitStack
-from dataclasses import replace
-from datetime import UTC, datetime
 
 from . import pipeline, report
-from .autumna import PollError, parse_body
-from .cli import DEMO_FOLDER, db_path, load, settings_for, stop_on_signals
-from .config import ConfigError
-from .demo.standin import AutumnaStandin, bundled_documents, redate
+from .config import Config, ConfigError
+from .lock import Locked
+from .parse import PollError, parse_body
 from .render import Renderer
 from .rules import route
-from .store import Locked, Store, lock
+from .runner import purge as purge_old
+from .runner import stop_on_signals
+from .settings import Settings
+from .store import Store
 
 log = logging.getLogger("leadbot")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args)
-    settings = settings_for(config, args.demo)
-    if not settings.demo:
-        problems = settings.problems(config)
-        if problems:
-            raise ConfigError(problems)
-    path = db_path(args, settings.demo)
+    config = pipeline.load(args.config)
+    if args.demo:
+        return run_demo(args, config)
+    settings = pipeline.environment(config)  # ConfigError names every variable to set
     try:
-        held = lock(path)
+        with pipeline.opened(pipeline.db_path(args.db)) as store:
+            runner = pipeline.build(config, settings, store, backfill=args.backfill)
+            with stop_on_signals() as stop:
+                runner.stop = stop
+                ok = runner.run(once=args.once)
     except Locked as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
         return 1
-    store = Store(path)
+    return 0 if ok else 1
+
+
+def run_demo(args: argparse.Namespace, config: Config) -> int:
+    """The demo, only when asked: its own folder and database, whatever --db says."""
+    if args.db:
+        log.info("demo: --db is not used; the demo keeps its own %s", pipeline.demo_db())
     started = time.time()
-    with held, ExitStack() as stack:
-        sink = None
-        if settings.demo:
-            standin = stack.enter_context(
-                AutumnaStandin(redate(bundled_documents(), datetime.now(UTC)))
+    try:
+        with (
+            pipeline.opened(pipeline.demo_db()) as store,
+            pipeline.demo(config) as settings,
+        ):
+            runner = pipeline.build(
+                config, settings, store, backfill=args.backfill, sink=pipeline.DEMO_FOLDER
             )
-            settings = replace(settings, autumna_url=standin.url)
-            sink = DEMO_FOLDER
-            log.info(
-                "demo: no Autumna API key is set, so leadbot polls a local Autumna "
-                "stand-in (%s) with bundled leads and writes every message to %s/",
-                standin.url,
-                sink,
-            )
-        runner = pipeline.build(config, settings, store, backfill=args.backfill, sink=sink)
-        with stop_on_signals() as stop:
-            runner.stop = stop
-            ok = runner.run(once=args.once)
-    if settings.demo:
-        print(report.demo_summary(store, config, started, DEMO_FOLDER, time.time()))
-    store.close()
+            with stop_on_signals() as stop:
+                runner.stop = stop
+                ok = runner.run(once=args.once)
+            print(report.demo_summary(store, config, started, pipeline.DEMO_FOLDER, time.time()))
+    except Locked as exc:
+        print(f"leadbot: {exc}", file=sys.stderr)
+        return 1
     return 0 if ok else 1
 
 
 def check(args: argparse.Namespace) -> int:
-    config = load(args)  # raises ConfigError with every problem in rules.toml
+    config = pipeline.load(args.config)  # raises ConfigError with every problem in rules.toml
     problems = Renderer(config).check()
-    settings = settings_for(config, args.demo)
-    if not settings.demo:
-        problems += settings.problems(config)
+    if not args.demo:
+        problems += Settings.from_env(os.environ, config).problems(config)
     for warning in config.warnings:
         print(f"warning: {warning}")
     if problems:
@@ -75,18 +75,15 @@ def check(args: argparse.Namespace) -> int:
         f"{config.path.name} is valid: {len(config.homes)} homes, {len(config.destinations)} "
         f"destinations, {len(config.rules)} rules; every template renders."
     )
-    if settings.demo:
-        print(
-            "No Autumna API key is set: `leadbot run` will run the demo (local Autumna "
-            "stand-in, messages written to leadbot-demo/). Environment not checked."
-        )
+    if args.demo:
+        print("Checked for the demo (`leadbot run --demo`): the environment was not checked.")
     else:
         print("Environment: every secret and endpoint is set.")
     return 0
 
 
 def explain(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = pipeline.load(args.config)
     try:
         text = args.lead_file.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -112,7 +109,7 @@ def status(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     try:
-        config = load(args)
+        config: Config | None = pipeline.load(args.config)
     except ConfigError:
         config = None  # status still works; homes are then shown by service id
     print(report.status(store, config, args.limit, time.time()))
@@ -146,11 +143,11 @@ def resend(args: argparse.Namespace) -> int:
 
 
 def purge(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = pipeline.load(args.config)
     store = existing_store(args)
     if store is None:
         return 1
-    erased = pipeline.purge(store, config, time.time())
+    erased = purge_old(store, config, time.time())
     print(
         f"Erased the personal details of {erased} lead{'s' * (erased != 1)} first seen more "
         f"than {config.privacy.retention.days} days ago; ids, times and delivery outcomes "
@@ -161,11 +158,10 @@ def purge(args: argparse.Namespace) -> int:
 
 
 def existing_store(args: argparse.Namespace) -> Store | None:
-    """The database that `run` uses; the demo's if that is the only one there is."""
-    path = db_path(args, demo=False)
-    if not path.exists() and (DEMO_FOLDER / "leadbot.db").exists() and not args.db:
-        path = DEMO_FOLDER / "leadbot.db"
+    """The database that `run` uses (the demo's only with --demo: never as a fall-back)."""
+    path = pipeline.demo_db() if getattr(args, "demo", False) else pipeline.db_path(args.db)
     if not path.exists():
-        print(f"leadbot: no database at {path} yet: run `leadbot run` first", file=sys.stderr)
+        hint = "leadbot run --demo" if getattr(args, "demo", False) else "leadbot run"
+        print(f"leadbot: no database at {path} yet: run `{hint}` first", file=sys.stderr)
         return None
     return Store(path)

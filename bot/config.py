@@ -1,11 +1,10 @@
-"""rules.toml -> a typed, validated `Config`: the types everyone uses. The checks themselves
-live in loader.py (and conditions.py); nothing half-valid gets through.
+"""The typed config everyone uses, and the small helpers that read it. Loading and validating
+rules.toml (`load_config`) live in loader.py and conditions.py; nothing half-valid gets through.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -114,9 +113,10 @@ class Config:
     ops: str
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
-    resolved: dict[tuple[int, str], list[Target]] = field(
+    # (service id, "home.<attribute>") -> its targets, resolved once when the config is loaded
+    home_destinations: dict[tuple[int, str], tuple[Target, ...]] = field(
         default_factory=dict, compare=False, repr=False
-    )  # home.<attr> -> targets
+    )
 
     def targets_used(self) -> set[Channel]:
         found = {t.channel for d in self.destinations.values() for t in d.targets}
@@ -159,24 +159,6 @@ def address_of(channel: Channel, value: str) -> str:
         match = ENV_REF.match(value)
         return match[1] if match else value
     return value.lower() if channel is Channel.EMAIL else value
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-
-def load_config(path: Path) -> Config:
-    """Read and validate rules.toml. Raises ConfigError listing every problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{path}: no such file (give --config PATH or set LEADBOT_CONFIG)"]
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path.name}: not valid TOML: {exc}"]) from None
-    from .loader import Loader  # the checks are long; the types above are what others need
-
-    return Loader(path, raw).load()
 
 
 def normalise(value: Any) -> Any:

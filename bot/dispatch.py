@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from .autumna import parse_lead
 from .config import Config
 from .failures import DeliveryError
 from .limits import Lanes, RetryPolicy, lane_of
 from .models import Channel, Delivery, Facts, Lead, Message, Status
+from .parse import parse_lead
 from .render import Renderer
 from .store import Store
 
 log = logging.getLogger(__name__)
 OPEN = (Status.PENDING, Status.RETRYING)
 RELOAD = 1.0  # seconds between reads of the due queue while work remains
+ONCE_RETRIES = 3  # under --once, a delivery is retried at most this often (short Retry-Afters)
 
 
 class Sender(Protocol):
@@ -39,6 +41,18 @@ class Tally:
     failed: int = 0
     dead: int = 0
     dead_refs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, decided once; written to the database until a write succeeds."""
+
+    delivery: Delivery
+    summary: str
+    remote_id: str = ""
+    error: DeliveryError | None = None
+    retry_at: float | None = None  # with an error: when to try again; None: dead for good
+    at: float = 0.0
 
 
 class Dispatcher:
@@ -64,6 +78,12 @@ class Dispatcher:
         self._leads: OrderedDict[str, tuple[Lead, Facts] | str] = OrderedDict()
         self.loaded_at = float("-inf")
         self.tally = Tally()
+        self.unwritten: list[Outcome] = []  # outcomes whose write met a busy database
+        # `run --once`: a failure is retried within the run only for a short Retry-After
+        # (at most ONCE_RETRIES times); every other retry is held for the next run.
+        self.once_horizon: float | None = None
+        self.held: set[int] = set()
+        self._retried: Counter[int] = Counter()
 
     def recover(self) -> int:
         """Deliveries left `sending` by a crash are due again; Slack ones are looked up first."""
@@ -90,26 +110,33 @@ class Dispatcher:
         now = self.clock()
         self._load(now)
         starting: list[tuple[Delivery, Message]] = []
-        with self.store.batch():  # one commit for every claim, before any attempt begins
-            for queue in self.queues.values():
-                if not queue:
-                    continue
-                lane = self.lanes.get(queue[0].target)
-                if lane.busy or lane.ready_at(now) > now:
-                    continue
-                while queue:
-                    delivery = queue.popleft()
-                    # Claimed in the database first: a row changed since it was read is skipped.
-                    if self.store.claim(delivery.id, now):
-                        message = self._render(delivery)
-                        if message is not None:
-                            lane.busy = True
-                            lane.take(now)
-                            starting.append((delivery, message))
-                        break
+        try:
+            with self.store.batch():  # one commit for every claim, before any attempt begins
+                for queue in self.queues.values():
+                    if not queue or self._waiting(self.lanes.get(queue[0].target), now):
+                        continue
+                    while queue:
+                        delivery = queue.popleft()
+                        # Claimed in the database first: a row changed since it was read is
+                        # skipped.
+                        if self.store.claim(delivery.id, now):
+                            message = self._render(delivery)
+                            if message is not None:
+                                starting.append((delivery, message))
+                            break
+        except Exception:
+            self.changed()  # the claims were rolled back: read the queue afresh next time
+            raise
         for delivery, message in starting:
+            lane = self.lanes.get(delivery.target)
+            lane.busy = True
+            lane.take(now)
             future = self.pool.submit(self._attempt, message, delivery.in_doubt)
             self.in_flight[future] = (delivery, message)
+
+    @staticmethod
+    def _waiting(lane: Any, now: float) -> bool:
+        return bool(lane.busy or lane.ready_at(now) > now)
 
     def _load(self, now: float) -> None:
         """Read what is due into one queue per lane, at most every RELOAD seconds, so a backlog
@@ -117,7 +144,7 @@ class Dispatcher:
         if now - self.loaded_at < RELOAD and any(self.queues.values()):
             return
         self.queues = {}
-        for delivery in self.store.due(now):
+        for delivery in self.store.due(now, exclude=self.held):
             self.queues.setdefault(lane_of(delivery.target), deque()).append(delivery)
         self.loaded_at = now
 
@@ -129,10 +156,22 @@ class Dispatcher:
                 time.sleep(timeout)
             return
         done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout), return_when=FIRST_COMPLETED)
+        for future in done:
+            delivery, message = self.in_flight.pop(future)
+            self.unwritten.append(self._outcome(delivery, message, future))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the finished attempts' outcomes in one commit. If the database is busy they
+        stay here, and the next call writes them: an outcome is never lost or written twice."""
+        if not self.unwritten:
+            return
         with self.store.batch():
-            for future in done:
-                delivery, message = self.in_flight.pop(future)
-                self._record(delivery, message, future)
+            for outcome in self.unwritten:
+                self._write(outcome)
+        written, self.unwritten = self.unwritten, []
+        for outcome in written:
+            self._announce(outcome)
 
     def next_wake(self) -> float:
         """When something may next be sent: a free lane's next slot, or the next retry."""
@@ -145,7 +184,7 @@ class Dispatcher:
                     soonest = min(soonest, lane.ready_at(now))
         if soonest <= now + RELOAD:
             return soonest  # work is queued: the next reload will see any retry falling due
-        due_at = self.store.next_due_at()
+        due_at = self.store.next_due_at(exclude=self.held)
         if due_at is not None and due_at > now:
             soonest = min(soonest, due_at)
         elif due_at is not None and not any(self.queues.values()):
@@ -154,14 +193,24 @@ class Dispatcher:
 
     def idle(self, horizon: float = 0.0) -> bool:
         """Nothing in flight and nothing due within `horizon` seconds."""
-        if self.in_flight or any(self.queues.values()):
+        if self.in_flight or self.unwritten or any(self.queues.values()):
             return False
-        due_at = self.store.next_due_at()
+        due_at = self.store.next_due_at(exclude=self.held)
         return due_at is None or due_at > self.clock() + horizon
 
     def close(self) -> None:
-        while self.in_flight:
-            self.wait(5.0)
+        """Finish the sends in flight and record them; a busy database is waited for a while
+        (what stays unrecorded is `sending`, checked and resent on the next start)."""
+        deadline = self.clock() + 30.0
+        while self.in_flight or self.unwritten:
+            try:
+                self.wait(5.0)
+                self.flush()
+            except sqlite3.OperationalError as exc:
+                if self.clock() > deadline:
+                    log.error("could not record %d outcomes: %s", len(self.unwritten), exc)
+                    break
+                time.sleep(0.5)
         self.pool.shutdown(wait=True)
         self._rest()
 
@@ -239,7 +288,7 @@ class Dispatcher:
             self._leads.popitem(last=False)
         return found
 
-    def _record(self, delivery: Delivery, message: Message, future: Future[str]) -> None:
+    def _outcome(self, delivery: Delivery, message: Message, future: Future[str]) -> Outcome:
         now = self.clock()
         lane = self.lanes.get(delivery.target)
         lane.finished(now)
@@ -248,31 +297,61 @@ class Dispatcher:
         except DeliveryError as exc:
             if exc.retry_after is not None:
                 lane.throttled(now, exc.retry_after)
-            self._fail(delivery, exc)
-            return
+            return self._failure(delivery, message.summary, exc, now)
         except Exception as exc:  # a bug in a channel is a failure to retry, not a crash
             log.exception("unexpected error sending %s", message.summary)
-            self._fail(delivery, DeliveryError(f"unexpected {type(exc).__name__}", True))
-            return
-        self.store.mark_sent(delivery.id, now, remote_id)
-        self.tally.sent += 1
-        log.info("sent     %s", message.summary)
+            error = DeliveryError(f"unexpected {type(exc).__name__}", True)
+            return self._failure(delivery, message.summary, error, now)
+        return Outcome(delivery, message.summary, remote_id=remote_id, at=now)
 
-    def _fail(self, delivery: Delivery, error: DeliveryError) -> None:
-        now = self.clock()
+    def _failure(
+        self, delivery: Delivery, summary: str, error: DeliveryError, now: float
+    ) -> Outcome:
         first = delivery.first_attempt_at or now
         retry_at = (
             self.policy.next_attempt(delivery.attempts + 1, first, now, error.retry_after)
             if error.transient
             else None
         )
-        self.store.mark_failed(delivery.id, error.reason, retry_at, error.unknown)
+        return Outcome(delivery, summary, error=error, retry_at=retry_at, at=now)
+
+    def _write(self, outcome: Outcome) -> None:
+        delivery, error = outcome.delivery, outcome.error
+        if error is None:
+            self.store.mark_sent(delivery.id, outcome.at, outcome.remote_id)
+        else:
+            self.store.mark_failed(delivery.id, error.reason, outcome.retry_at, error.unknown)
+
+    def _announce(self, outcome: Outcome) -> None:
+        """After the outcome is committed: count it, log it, and note what needs ops."""
+        delivery, error = outcome.delivery, outcome.error
+        if error is None:
+            self.tally.sent += 1
+            log.info("sent     %s", outcome.summary)
+            return
         where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
-        if retry_at is None:
+        if outcome.retry_at is None:
             self.dead.append(delivery.subject)
             self.tally.dead += 1
             self.tally.dead_refs.append(f"{where}: {error.reason}")
             log.error("gave up  %s: %s", where, error.reason)
+            return
+        self.tally.failed += 1
+        wait = outcome.retry_at - outcome.at
+        if self.once_horizon is not None and not self._retry_in_this_run(delivery, error):
+            self.held.add(delivery.id)
+            log.warning("failed   %s: %s; left for the next run", where, error.reason)
         else:
-            self.tally.failed += 1
-            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason, retry_at - now)
+            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason, wait)
+
+    def _retry_in_this_run(self, delivery: Delivery, error: DeliveryError) -> bool:
+        short = error.retry_after is not None and error.retry_after <= (self.once_horizon or 0)
+        if not short or self._retried[delivery.id] >= ONCE_RETRIES:
+            return False
+        self._retried[delivery.id] += 1
+        return True
+
+    def _fail(self, delivery: Delivery, error: DeliveryError) -> None:
+        outcome = self._failure(delivery, f"{delivery.subject}", error, self.clock())
+        self._write(outcome)
+        self._announce(outcome)

@@ -1,6 +1,6 @@
 """Reading JSON as Autumna writes it: typographic quotes around values, a byte-order mark, numbers
-too long for Python's int limit, and (from anyone) nesting too deep to decode. The Autumna client
-(autumna.py) is the only user.
+too long for Python's int limit, and (from anyone) nesting too deep to decode. The lead parser
+(parse.py) is the only user.
 """
 
 from __future__ import annotations

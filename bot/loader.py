@@ -5,6 +5,7 @@ the file, the key path and what to do. Produces the typed `Config` of config.py.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from .config import (
     Rule,
     address_of,
     channel_of_attribute,
+    home_targets,
 )
 from .models import Channel, Target
 
@@ -95,6 +97,12 @@ class Loader(ConditionChecks):
             ops=ops or fallback,
             warnings=tuple(self.warnings),
             secret_vars=frozenset(self.secret_vars),
+            home_destinations={
+                (home.service_id, f"home.{name}"): tuple(home_targets(home, name, privacy))
+                for home in homes.values()
+                for name in home.attributes
+                if channel_of_attribute(name) is not None
+            },
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -431,3 +439,16 @@ class Loader(ConditionChecks):
                 )
         elif ref not in refs:
             self.error(where, f"unknown destination {ref!r}" + did_you_mean(ref, refs))
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate rules.toml. Raises ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: no such file (give --config PATH or set LEADBOT_CONFIG)"]
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path.name}: not valid TOML: {exc}"]) from None
+    return Loader(path, raw).load()

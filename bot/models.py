@@ -168,3 +168,51 @@ class Facts:
     urgent: bool = False
     unrouted: bool = False
     notes: tuple[str, ...] = ()
+
+
+Routed = tuple[tuple[Target, tuple[str, ...]], ...]  # each target with the rules that chose it
+
+
+@dataclass(frozen=True, slots=True)
+class NewLead:
+    """A lead seen for the first time, with what routing decided: stored with its deliveries."""
+
+    lead: Lead
+    announce: bool
+    urgent: bool = False
+    unrouted: bool = False
+    notes: tuple[str, ...] = ()
+    targets: Routed = ()
+
+
+@dataclass
+class RuleResult:
+    """How one rule fared for one lead, for `leadbot explain`."""
+
+    index: int
+    name: str
+    urgent: bool
+    stop: bool
+    matched: bool
+    reasons: list[str]  # why it matched, or the first condition that failed
+
+
+@dataclass
+class Routing:
+    """What routing decided for one lead: the targets, and why each was chosen."""
+
+    targets: list[Target] = field(default_factory=list)
+    reached_by: dict[str, list[str]] = field(default_factory=dict)  # target key -> rule names
+    results: list[RuleResult] = field(default_factory=list)
+    urgent: bool = False
+    unrouted: bool = False  # no rule matched, or none reached anybody: the fallback has it
+    notes: list[str] = field(default_factory=list)  # things the admin should fix
+
+    def add(self, target: Target, why: str) -> None:
+        if target.key not in self.reached_by:
+            self.targets.append(target)
+            self.reached_by[target.key] = []
+        elif target.privacy == "minimal":
+            # Reached twice with different privacy: the stricter level wins.
+            self.targets = [target if t.key == target.key else t for t in self.targets]
+        self.reached_by[target.key].append(why)

@@ -1,263 +1,99 @@
-"""Wires the stages: poll -> remember -> route -> (render -> deliver, in dispatch.py).
+"""Wires a run, in one place: where the config and the database are, the environment's secrets,
+the lock that keeps one leadbot per database, the demo (only when asked), and the stages
 
-The run loop lives here. It polls each account on its interval and keeps deliveries flowing in
-between; I/O runs on worker threads and every database write happens on this thread.
+    poll -> remember -> route -> render -> deliver
+    (poller.py, store/, rules.py, render.py, dispatch.py + channels/)
+
+joined into the run loop (runner.py), with real channels or the demo's folder.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from . import alerts
-from .autumna import AutumnaClient, Batch, PollError
+from .autumna import AutumnaClient
 from .channels.email import EmailChannel
 from .channels.sink import FolderSink
 from .channels.slack import SlackChannel
 from .channels.teams import TeamsChannel
-from .config import Config
+from .config import Config, ConfigError
 from .dispatch import Dispatcher, Sender
 from .limits import Lanes, RetryPolicy
-from .models import Channel, Lead
+from .loader import load_config
+from .lock import lock
+from .models import Channel
+from .poller import Poller
 from .render import Renderer
-from .rules import route
-from .settings import Settings, redact
-from .store import NewLead, Routed, Store
+from .runner import Runner
+from .settings import Settings
+from .store import Store
 
 log = logging.getLogger(__name__)
-ONCE_HORIZON = 10.0  # under --once, a Retry-After this short still belongs to this cycle (a
-# backoff retry, 15 s or more with the default [retries], is left for the next run)
-DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
-PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
-PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
-BACKLOG = 50  # deliveries waiting: from here on, progress is shown
+DEMO_FOLDER = Path("leadbot-demo")  # the demo's messages and its own database, never another
 
 
-@dataclass(frozen=True)
-class Window:
-    account: str
-    key: str
-    since: datetime
-    until: datetime
-    first: bool  # no successful poll of this account yet
+def config_path(option: Path | None, env: Mapping[str, str] = os.environ) -> Path:
+    return Path(option or env.get("LEADBOT_CONFIG") or "rules.toml")
 
 
-@dataclass
-class PollResult:
-    window: Window
-    batch: Batch | None = None
-    error: str = ""
+def db_path(option: Path | None, env: Mapping[str, str] = os.environ) -> Path:
+    return Path(option or env.get("LEADBOT_DB") or "leadbot.db")
 
 
-class Poller:
-    """Decides each account's window, fetches it, and records what came back."""
-
-    def __init__(
-        self,
-        client: AutumnaClient,
-        api_keys: dict[str, str],
-        store: Store,
-        config: Config,
-        backfill: bool = False,
-    ) -> None:
-        self.client, self.api_keys, self.store, self.config = client, api_keys, store, config
-        self.backfill = backfill
-
-    def windows(self, now: datetime) -> list[Window]:
-        found = []
-        for account in self.config.accounts:
-            state = self.store.poll_state(account.name)
-            mark = state["watermark"] if state else None
-            first = mark is None
-            since = (
-                now - self.config.polling.history
-                if mark is None
-                else datetime.fromtimestamp(mark, UTC) - self.config.polling.overlap
-            )
-            found.append(
-                Window(account.name, self.api_keys.get(account.name, ""), since, now, first)
-            )
-        return found
-
-    def fetch(self, windows: list[Window]) -> list[PollResult]:
-        """Runs on a worker thread: network only, no database."""
-        results = []
-        for window in windows:
-            try:
-                batch = self.client.fetch(window.account, window.key, window.since, window.until)
-                results.append(PollResult(window, batch))
-            except PollError as exc:
-                results.append(PollResult(window, error=str(exc)))
-        return results
-
-    def record(self, result: PollResult, now: datetime) -> int:
-        """Store new leads with their deliveries; returns how many will be announced."""
-        window = result.window
-        if result.batch is None:
-            self.store.poll_failed(window.account, redact(result.error), now.timestamp())
-            log.error(
-                "poll of account %r failed: %s; will retry next cycle (the watermark "
-                "stays put, so nothing is missed)",
-                window.account,
-                result.error,
-            )
-            return 0
-        batch = result.batch
-        known = self.store.known(
-            [lead.key for lead in batch.leads] + [u.key for u in batch.unreadable]
-        )
-        cutoff = now - self.config.polling.lookback
-        new: dict[str, NewLead] = {}
-        for lead in batch.leads:
-            if lead.key in known or lead.key in new:
-                continue
-            quiet = (
-                window.first and not self.backfill and lead.date is not None and lead.date < cutoff
-            )
-            new[lead.key] = NewLead(lead, announce=False) if quiet else self.routed(lead)
-        fallback: Routed = tuple(
-            (t, ("unreadable lead",))
-            for t in self.config.destinations[self.config.fallback].targets
-        )
-        unreadable = [(u, fallback) for u in batch.unreadable if u.key not in known]
-        for record, _ in unreadable:
-            log.error(
-                "account %r sent a lead that could not be read (%s); kept as %s and reported to %s",
-                record.account,
-                record.problem,
-                record.key,
-                self.config.fallback,
-            )
-        self.store.add_leads(list(new.values()), unreadable, now.timestamp())
-        self.store.poll_succeeded(window.account, window.until.timestamp(), now.timestamp())
-        announced = sum(item.announce for item in new.values())
-        silent = len(new) - announced
-        log.info(
-            "polled %r: %d leads in the window, %d new%s (%d bytes)",
-            window.account,
-            len(batch.leads),
-            announced,
-            f", {silent} older than the lookback recorded without notifying" if silent else "",
-            batch.nbytes,
-        )
-        return announced + len(unreadable)
-
-    def routed(self, lead: Lead) -> NewLead:
-        routing = route(lead, self.config)
-        notes = tuple(routing.notes) + tuple(
-            f"Autumna sent an odd value: {p}" for p in lead.problems
-        )
-        for note in notes:
-            log.warning("lead %s: %s", lead.key, note)
-        targets = tuple((t, tuple(routing.reached_by[t.key])) for t in routing.targets)
-        return NewLead(lead, True, routing.urgent, routing.unrouted, notes, targets)
+def demo_db() -> Path:
+    return DEMO_FOLDER / "leadbot.db"
 
 
-class Runner:
-    """The run loop: `leadbot run` and `leadbot run --once`."""
+def load(option: Path | None) -> Config:
+    return load_config(config_path(option))
 
-    def __init__(
-        self,
-        poller: Poller,
-        dispatcher: Dispatcher,
-        config: Config,
-        stop: threading.Event | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.poller, self.dispatcher, self.config = poller, dispatcher, config
-        self.stop = stop or threading.Event()
-        self.clock = clock
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll")
-        self.closers: list[Callable[[], None]] = []
 
-    def progress(self) -> None:
-        """A backfill or a backlog of many leads shows how it is getting on."""
-        waiting = self.poller.store.open_count()
-        if waiting >= BACKLOG:
-            tally = self.dispatcher.tally
-            log.info(
-                "delivering: %d sent so far, %d waiting%s",
-                tally.sent,
-                waiting,
-                f", {tally.failed} failed attempts to retry" if tally.failed else "",
-            )
+def environment(config: Config, env: Mapping[str, str] = os.environ) -> Settings:
+    """Secrets and endpoints for a real run. A missing key, token or server is a configuration
+    error like any other: ConfigError names each variable to set."""
+    settings = Settings.from_env(env, config)
+    problems = settings.problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
-    def run(self, once: bool = False) -> bool:
-        """Returns False when something needs attention (a poll failed under --once)."""
-        self.dispatcher.recover()
-        next_poll = self.clock()
-        polling: Future[list[PollResult]] | None = None
-        polled_ok: bool | None = None
-        next_dead_check = self.clock() + DEAD_LETTER_BATCH
-        next_purge = self.clock()
-        next_progress = self.clock() + PROGRESS_EVERY
-        interval = self.config.polling.interval.total_seconds()
+
+@contextmanager
+def opened(path: Path) -> Iterator[Store]:
+    """The database, held for this process alone (lock.Locked if another leadbot has it)."""
+    with lock(path):
+        store = Store(path)
         try:
-            while not self.stop.is_set():
-                now = self.clock()
-                if polling is None and now >= next_poll and (not once or polled_ok is None):
-                    polling = self.pool.submit(
-                        self.poller.fetch, self.poller.windows(datetime.fromtimestamp(now, UTC))
-                    )
-                if polling is not None and polling.done():
-                    results = polling.result()
-                    polling = None
-                    next_poll = self.clock() + interval
-                    stamp = datetime.fromtimestamp(self.clock(), UTC)
-                    for result in results:
-                        self.poller.record(result, stamp)
-                    polled_ok = all(r.batch is not None for r in results)
-                    alerts.poll_health(self.poller.store, self.config, self.clock())
-                    self.dispatcher.changed()
-                if self.clock() >= next_purge:
-                    purge(self.poller.store, self.config, self.clock())
-                    next_purge = self.clock() + PURGE_EVERY
-                self.dispatcher.start_due()
-                if once and polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
-                    break
-                wake = min(
-                    self.dispatcher.next_wake(), next_poll if polling is None else now + 0.05
-                )
-                self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
-                if self.dispatcher.dead:
-                    dead, self.dispatcher.dead = self.dispatcher.dead, []
-                    if alerts.rescue(self.poller.store, self.config, dead, self.clock()):
-                        self.dispatcher.changed()
-                if self.clock() >= next_progress:
-                    self.progress()
-                    next_progress = self.clock() + PROGRESS_EVERY
-                if self.dispatcher.idle() or self.clock() >= next_dead_check:
-                    # Batched: one notice for a burst of failures, not one per delivery.
-                    if alerts.dead_letters(self.poller.store, self.config, self.clock()):
-                        self.dispatcher.changed()
-                    next_dead_check = self.clock() + DEAD_LETTER_BATCH
+            yield store
         finally:
-            self.dispatcher.close()
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            for close in self.closers:
-                close()
-        # --once reports a failed poll; a loop stopped by a signal has done its job.
-        return polled_ok is not False or not once
+            store.close()
 
 
-def purge(store: Store, config: Config, now: float) -> int:
-    """Retention: erase personal details older than `privacy.retention`."""
-    erased = store.purge(now - config.privacy.retention.total_seconds(), now)
-    if erased:
+@contextmanager
+def demo(config: Config, env: Mapping[str, str] = os.environ) -> Iterator[Settings]:
+    """The demo's world: a local Autumna stand-in serving the bundled leads, freshly dated."""
+    from .demo.standin import AutumnaStandin, bundled_documents, redate
+
+    if any(env.get(account.key_var, "").strip() for account in config.accounts):
+        log.info("demo: asked for with --demo, so the Autumna key in the environment is not used")
+    if env.get("LEADBOT_DB"):
+        log.info("demo: LEADBOT_DB is not used; the demo keeps its own %s", demo_db())
+    with AutumnaStandin(redate(bundled_documents(), datetime.now(UTC))) as standin:
         log.info(
-            "retention: erased the personal details of %d leads older than %s",
-            erased,
-            config.privacy.retention,
+            "demo: polling a local Autumna stand-in (%s) with bundled leads; every message is "
+            "written to %s/",
+            standin.url,
+            DEMO_FOLDER,
         )
-    return erased
+        yield Settings.for_demo(config, standin.url)
 
 
 def build(

@@ -16,9 +16,8 @@ from typing import Any
 
 from .config import Config
 from .escape import plain
-from .models import Channel, Delivery, Facts, Lead, Status, Unreadable
+from .models import Channel, Delivery, Facts, Lead, Routing, Status, Unreadable
 from .render import Renderer
-from .rules import Routing
 from .store import Store
 from .view import format_moment
 
@@ -37,8 +36,8 @@ def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Confi
     ]
     for result in routing.results:
         mark = "✓" if result.matched else "·"
-        flags = "".join([" [urgent]" * result.rule.urgent, " [stop]" * result.rule.stop])
-        out.append(f"  {mark} rules[{result.rule.index}] {result.rule.name!r}{flags}")
+        flags = "".join([" [urgent]" * result.urgent, " [stop]" * result.stop])
+        out.append(f"  {mark} rules[{result.index}] {result.name!r}{flags}")
         out.extend(
             f"      {'because' if result.matched else 'no:'} {why}" for why in result.reasons
         )

@@ -4,37 +4,10 @@ fires, like mail filter rules, until one says `stop`; a target reached twice get
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Condition, Config, Home, Rule, home_targets, normalise
-from .models import Lead, Target
-
-
-@dataclass
-class RuleResult:
-    rule: Rule
-    matched: bool
-    reasons: list[str]  # why it matched, or the first condition that failed
-
-
-@dataclass
-class Routing:
-    targets: list[Target] = field(default_factory=list)
-    reached_by: dict[str, list[str]] = field(default_factory=dict)  # target key -> rule names
-    results: list[RuleResult] = field(default_factory=list)
-    urgent: bool = False
-    unrouted: bool = False  # no rule matched, or none reached anybody: the fallback has it
-    notes: list[str] = field(default_factory=list)  # things the admin should fix
-
-    def add(self, target: Target, why: str) -> None:
-        if target.key not in self.reached_by:
-            self.targets.append(target)
-            self.reached_by[target.key] = []
-        elif target.privacy == "minimal":
-            # Reached twice with different privacy: the stricter level wins.
-            self.targets = [target if t.key == target.key else t for t in self.targets]
-        self.reached_by[target.key].append(why)
+from .config import Condition, Config, Home, Rule, normalise
+from .models import Lead, Routing, RuleResult, Target
 
 
 def route(lead: Lead, config: Config) -> Routing:
@@ -52,7 +25,9 @@ def route(lead: Lead, config: Config) -> Routing:
         )
     for rule in config.rules:
         matched, reasons = evaluate(rule, lead, home)
-        routing.results.append(RuleResult(rule, matched, reasons))
+        routing.results.append(
+            RuleResult(rule.index, rule.name, rule.urgent, rule.stop, matched, reasons)
+        )
         if not matched:
             continue
         routing.urgent |= rule.urgent
@@ -71,15 +46,12 @@ def route(lead: Lead, config: Config) -> Routing:
     return routing
 
 
-def resolve(ref: str, home: Home | None, config: Config) -> list[Target]:
+def resolve(ref: str, home: Home | None, config: Config) -> tuple[Target, ...]:
     if not ref.startswith("home."):
-        return list(config.destinations[ref].targets)
+        return config.destinations[ref].targets
     if home is None:
-        return []
-    key = (home.service_id, ref)
-    if key not in config.resolved:
-        config.resolved[key] = home_targets(home, ref[5:], config.privacy)
-    return config.resolved[key]
+        return ()
+    return config.home_destinations.get((home.service_id, ref), ())
 
 
 def evaluate(rule: Rule, lead: Lead, home: Home | None) -> tuple[bool, list[str]]:

@@ -38,32 +38,46 @@ class Settings:
     smtp_username: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     teams_webhooks: dict[str, str] = field(default_factory=dict, repr=False)  # var -> URL
+    unreadable: tuple[str, ...] = ()  # variables set to something that cannot be used
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], config: Config, demo: bool | None = None) -> Settings:
-        """Demo mode when no account's API key is set (or when asked): a local Autumna stand-in
-        and local sinks, so the tool runs out of the box with no credentials."""
+    def from_env(cls, env: Mapping[str, str], config: Config) -> Settings:
+        """Secrets and endpoints for a real run; `problems()` says what is missing."""
         keys = {
             a.name: env[a.key_var].strip()
             for a in config.accounts
             if env.get(a.key_var, "").strip()
         }
         port = env.get("SMTP_PORT", "").strip()
+        unreadable = []
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            unreadable.append(
+                f"environment: SMTP_PORT is {port[:20]!r}, not a port number: set it to the "
+                "mail server's port (587 for STARTTLS, 465 for implicit TLS) or unset it"
+            )
         settings = cls(
-            demo=not keys if demo is None else demo,
+            demo=False,
             autumna_url=env.get("AUTUMNA_API_URL", "").strip() or DEFAULT_URL,
             api_keys=keys,
             slack_token=env.get("SLACK_BOT_TOKEN", "").strip(),
             slack_url=env.get("SLACK_API_URL", "").strip(),
             smtp_host=env.get("SMTP_HOST", "").strip() or config.email.host,
-            smtp_port=int(port) if port.isdigit() else config.email.port,
+            smtp_port=int(port) if port.isdigit() and not unreadable else config.email.port,
             smtp_sender=env.get("SMTP_SENDER", "").strip() or config.email.sender,
             smtp_username=env.get("SMTP_USERNAME", "").strip(),
             smtp_password=env.get("SMTP_PASSWORD", ""),
             teams_webhooks={v: env[v].strip() for v in config.secret_vars if env.get(v, "")},
+            unreadable=tuple(unreadable),
         )
         register_secrets(settings.secrets())
         return settings
+
+    @classmethod
+    def for_demo(cls, config: Config, autumna_url: str) -> Settings:
+        """The demo: a local Autumna stand-in and local sinks; no secret is read at all."""
+        return cls(
+            demo=True, autumna_url=autumna_url, api_keys={a.name: "demo" for a in config.accounts}
+        )
 
     def secrets(self) -> list[str]:
         values = [
@@ -76,12 +90,13 @@ class Settings:
 
     def problems(self, config: Config) -> list[str]:
         """What a real (non-demo) run is missing from the environment, each with what to do."""
-        found = []
+        found = list(self.unreadable)
         for account in config.accounts:
             if account.name not in self.api_keys:
                 found.append(
                     f"environment: {account.key_var} is not set (the Autumna API key "
-                    f"of account {account.name!r})"
+                    f"of account {account.name!r}): set it, or try leadbot without keys "
+                    f"with `leadbot run --demo`"
                 )
         used = config.targets_used()
         if Channel.SLACK in used and not self.slack_token:

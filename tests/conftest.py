@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standins.autumna import AutumnaStandin
 from standins.slack import SlackStandin
 from standins.smtp import SmtpStandin
 from standins.teams import TlsTeamsStandin
 
-from bot.config import Config, load_config
-from bot.demo.standin import AutumnaStandin, redate
+from bot.config import Config
+
+from bot.loader import load_config
+from bot.demo.standin import redate
 from bot.render import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]

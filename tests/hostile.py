@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
+from standins.autumna import AutumnaStandin
 from standins.slack import SlackStandin
 from standins.smtp import SmtpStandin
 from standins.teams import TeamsStandin
@@ -47,7 +48,6 @@ from standins.validators import (
 
 from bot.channels import email as email_channel
 from bot.config import PRIVACY_LEVELS, Config
-from bot.demo.standin import AutumnaStandin
 from bot.models import CATEGORY_NAMES, Channel, Facts, Lead, Message, Target
 from bot.render import SAMPLE, Renderer
 from bot.rules import route
@@ -890,7 +890,7 @@ class Baselines:
 def baselines(config_path: Path = ROOT_RULES) -> Baselines:
     """Render a benign lead every way the templates can show it, and record the HTML elements
     and attributes that appear: anything more in a hostile output came from the lead."""
-    from bot.config import load_config
+    from bot.loader import load_config
 
     config = load_config(config_path)
     renderer = Renderer(config)

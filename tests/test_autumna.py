@@ -13,18 +13,11 @@ import httpx
 import pytest
 
 import bot
-from bot.autumna import (
-    AutumnaClient,
-    Batch,
-    PollError,
-    clean_line,
-    clean_text,
-    parse_body,
-    parse_lead,
-    parse_list_text,
-)
+from bot.autumna import AutumnaClient
 from bot.jsontext import repair_quotes
 from bot.models import Category, Lead
+from bot.parse import Batch, PollError, parse_body, parse_lead
+from bot.text import clean_line, clean_text, parse_list_text
 
 PUBLISHED = Path(bot.__file__).parent / "demo" / "published"
 JUNE_27 = datetime(2021, 6, 27, 14, 17, 29, 517000, tzinfo=UTC)

@@ -57,11 +57,18 @@ def leadbot(folder: Path, *args: str, **variables: str) -> Result:
 # --- check -----------------------------------------------------------------------------------
 
 
-def test_check_accepts_the_root_rules_toml(tmp_path: Path) -> None:
-    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "check")
+def test_check_demo_accepts_the_root_rules_toml(tmp_path: Path) -> None:
+    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "check", "--demo")
     assert result.returncode == 0, result.stderr
     assert "rules.toml is valid" in result.stdout
-    assert "Environment not checked" in result.stdout  # no key: the demo needs nothing
+    assert "the environment was not checked" in result.stdout  # the demo needs nothing
+
+
+def test_check_without_a_key_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "check")
+    assert result.returncode == 2
+    assert "AUTUMNA_API_KEY is not set" in result.stderr
+    assert "leadbot run --demo" in result.stderr  # and how to try it without one
 
 
 def test_check_with_every_secret_set_checks_the_environment_too(tmp_path: Path) -> None:
@@ -335,8 +342,8 @@ def test_the_leadbot_script_is_python_m_bot(tmp_path: Path) -> None:
 # --- the demo --------------------------------------------------------------------------------
 
 
-def test_run_once_without_a_key_runs_the_demo_into_leadbot_demo(tmp_path: Path) -> None:
-    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "run", "--once")
+def test_run_demo_once_writes_every_message_into_leadbot_demo(tmp_path: Path) -> None:
+    result = leadbot(tmp_path, "--config", str(ROOT_RULES), "run", "--demo", "--once")
     assert result.returncode == 0, result.stderr
     assert "Demo summary" in result.stdout
     demo = tmp_path / "leadbot-demo"
@@ -359,7 +366,7 @@ def test_run_once_without_a_key_runs_the_demo_into_leadbot_demo(tmp_path: Path) 
     assert (demo / "leadbot.db").exists()
     assert not (tmp_path / "leadbot.db").exists()
 
-    again = leadbot(tmp_path, "--config", str(ROOT_RULES), "run", "--once")
+    again = leadbot(tmp_path, "--config", str(ROOT_RULES), "run", "--demo", "--once")
     assert again.returncode == 0
     assert "Nothing new" in again.stdout
     assert sorted((demo / "slack").glob("*.json")) == slack

@@ -14,8 +14,8 @@ from bot.config import (
     Home,
     channel_of_attribute,
     home_targets,
-    load_config,
 )
+from bot.loader import load_config
 from bot.models import Channel, Target
 
 ROOT_RULES = Path(bot.__file__).resolve().parent.parent / "rules.toml"

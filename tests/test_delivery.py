@@ -140,7 +140,7 @@ def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(wor
     world.slack.fail_channel("#rose-lodge", "channel_not_found")
     world.slack.fail_channel(ROSE_MANAGER_SLACK, "user_not_found")
     world.teams.fail_next(2, 404, webhook="group")
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
 
     rows = {
         (r["subject"], r["channel"], r["address"]): r
@@ -203,7 +203,7 @@ def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(wor
 def test_one_dead_delivery_among_live_ones_is_announced_but_not_rescued(world: World) -> None:
     world.autumna.add(visit(1811))
     world.slack.fail_channel("#rose-lodge", "is_archived")
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
     assert statuses(world)[("2:1811", "slack", "#rose-lodge")] == "dead"
     assert world.slack.messages_for("#leads-fallback") == []  # the lead reached others
     (notice,) = ops_notices(world)
@@ -350,7 +350,7 @@ def failed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Failed]:
         world.slack.fail_channel("#rose-lodge", "channel_not_found")
         world.smtp.fail_next(2, 451, "RCPT", rcpt=SALES)
         world.teams.fail_next(3, 500, webhook="group")
-        assert_ran(world.once())
+        assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
         snapshot = world.folder / "snapshot.db"
         source, copy = sqlite3.connect(world.db), sqlite3.connect(snapshot)
         try:
@@ -478,7 +478,7 @@ def test_status_shows_pending_retrying_and_dead_deliveries_distinctly(
 def test_a_resent_delivery_is_delivered_by_the_next_run(world: World) -> None:
     world.autumna.add(visit(1811))
     world.slack.fail_channel("#rose-lodge", "not_in_channel")
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
     assert statuses(world)[("2:1811", "slack", "#rose-lodge")] == "dead"
 
     world.slack.fail_channel("#rose-lodge", None)  # the admin invites the bot

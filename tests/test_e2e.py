@@ -47,7 +47,7 @@ from standins.validators import (
 
 from bot import pipeline
 from bot.channels.slack import SlackChannel
-from bot.config import load_config
+from bot.loader import load_config
 from bot.demo.standin import redate
 from bot.models import Channel
 from bot.settings import Settings
@@ -458,7 +458,7 @@ def test_a_slack_channel_not_found_does_not_block_the_other_destinations(world: 
     leads = published_by_key()
     world.autumna.add(leads["2:1811"], leads["4:2000"])
     world.slack.fail_channel("#rose-lodge")
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
 
     assert world.slack.messages_for("#rose-lodge") == []
     assert destinations_of(world, "2:1811") == Counter(
@@ -483,7 +483,7 @@ def test_a_lead_whose_only_destination_fails_for_good_still_reaches_the_fallback
 ) -> None:
     world.autumna.add(published_by_key()["1:2000"])  # the group channel is its only destination
     world.teams.fail_next(1, 404, webhook="group")  # the workflow was deleted
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # a delivery was dead-lettered during the run: exit 1
     assert world.deliveries()[("1:2000", "teams", "TEAMS_GROUP_WEBHOOK")]["status"] == "dead"
     assert destinations_of(world, "1:2000") == Counter({("slack", "#leads-fallback"): 1})
     assert len(world.teams.payloads("ops")) == 1  # and ops is told
@@ -534,7 +534,7 @@ def test_an_untrusted_mail_server_certificate_stops_the_email_and_nothing_else(
     # rules.toml trusts another CA than the one that signed the mail server's certificate
     world.config = write_rules(world.folder, world.teams.ca_file)
     world.autumna.add(published_by_key()["4:2000"])
-    assert_ran(world.once())
+    assert_ran(world.once(), 1)  # the emails were dead-lettered during the run
     assert world.smtp.messages == []  # not sent, and not sent in plaintext either
     assert destinations_of(world, "4:2000") == Counter(
         {("slack", "#rose-lodge"): 1, ("teams", "group"): 1}
@@ -617,7 +617,7 @@ def test_no_secret_in_debug_output_or_database_when_things_fail(world: World) ->
     world.teams.fail_next(1, 500)
     world.smtp.fail_next(1, 451, "DATA")
     outputs.append(world.once("--log-level", "DEBUG"))
-    assert_ran(outputs[-1])
+    assert_ran(outputs[-1], 1)  # invalid_auth: dead-lettered during the run
     assert (
         world.query("SELECT COUNT(*) FROM deliveries WHERE status IN ('retrying', 'dead')")[0][0]
         >= 3

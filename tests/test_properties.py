@@ -33,10 +33,13 @@ from hostile import email_problems as email_output_problems
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from bot.autumna import AutumnaClient, PollError, clean_line, parse_body, parse_lead
-from bot.config import PRIVACY_LEVELS, Config, load_config
+from bot.autumna import AutumnaClient
+from bot.config import PRIVACY_LEVELS, Config
+from bot.loader import load_config
 from bot.models import Channel, Facts, Target
+from bot.parse import PollError, parse_body, parse_lead
 from bot.render import Renderer
+from bot.text import clean_line
 
 pytestmark = pytest.mark.timeout(120)
 

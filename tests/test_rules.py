@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 import bot
-from bot.autumna import parse_body, parse_lead
-from bot.config import Config, load_config
-from bot.models import Lead
-from bot.rules import Routing, postcode_matches, route
+from bot.config import Config
+from bot.loader import load_config
+from bot.models import Lead, Routing
+from bot.parse import parse_body, parse_lead
+from bot.rules import postcode_matches, route
 
 ROOT = Path(bot.__file__).resolve().parent.parent
 PUBLISHED = ROOT / "bot" / "demo" / "published"

@@ -1,6 +1,7 @@
 """A local Autumna: a real HTTP server on loopback that answers `GET /api/leads/` the way Autumna
 does (see ../shared/autumna/API.md), quirks included: bare arrays, typographic quotes, padded
-strings, Python-list strings, HTTP 500 for any failure. The demo polls it; tests make it misbehave.
+strings, Python-list strings, HTTP 500 for a wrong key or a bad request. The demo polls it; the
+tests' own stand-in (tests/standins/autumna.py) adds faults on command.
 """
 
 from __future__ import annotations
@@ -8,9 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -19,15 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 DATE = re.compile(r'("date"\s*:\s*")([^"]*)(")')
 VISIT = re.compile(r'("visitDate"\s*:\s*")([^"]*)(")')
-
-
-@dataclass
-class Fault:
-    status: int = 500
-    body: str | None = None  # None: Autumna's usual error body
-    content_type: str = "application/json"
-    delay: float = 0.0
-    drop: bool = False  # close the connection without an answer
 
 
 def bundled_documents() -> list[str]:
@@ -65,7 +55,6 @@ class AutumnaStandin:
     def __init__(self, documents: Iterable[str] = (), api_key: str | None = None) -> None:
         self.documents = list(documents)
         self.api_key = api_key  # None accepts any non-empty key
-        self.faults: list[Fault] = []
         self.requests: list[dict[str, str]] = []  # query parameters, api_key masked
         self.bytes_served = 0
         self.lock = threading.Lock()
@@ -89,9 +78,12 @@ class AutumnaStandin:
         with self.lock:
             self.documents += [d if isinstance(d, str) else json.dumps(d) for d in documents]
 
-    def fail_next(self, n: int = 1, **fault: Any) -> None:
+    def record(self, path: str) -> dict[str, str]:
+        """Note a request's query parameters (the key masked); returns them."""
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
         with self.lock:
-            self.faults += [Fault(**fault) for _ in range(n)]
+            self.requests.append({**query, "api_key": "***" * bool(query.get("api_key"))})
+        return query
 
     def body(self, since: datetime | None, until: datetime | None) -> str:
         with self.lock:
@@ -107,25 +99,7 @@ class AutumnaStandin:
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                with standin.lock:
-                    standin.requests.append(
-                        {**query, "api_key": "***" * bool(query.get("api_key"))}
-                    )
-                    fault = standin.faults.pop(0) if standin.faults else None
-                if fault is not None:
-                    time.sleep(fault.delay)
-                    if fault.drop:
-                        self.close_connection = True
-                        self.connection.close()
-                        return
-                    if fault.status != 200 or fault.body is not None:
-                        body = (
-                            fault.body
-                            if fault.body is not None
-                            else json.dumps({"message": "Internal Server Error"})
-                        )
-                        return self._answer(fault.status, body, fault.content_type)
+                query = standin.record(self.path)
                 if parts.path.rstrip("/") != "/api/leads":
                     return self._answer(404, json.dumps({"message": "Not found"}))
                 key = query.get("api_key", "")

@@ -52,15 +52,15 @@ from typing import Any
 from urllib.parse import unquote
 
 from standins import HttpRequest, HttpResponse
+from standins.autumna import AutumnaStandin
 from standins.slack import SlackStandin
 from standins.smtp import SmtpMessage, SmtpStandin
 from standins.teams import TeamsStandin
 
-from bot.autumna import make_unreadable, parse_lead
 from bot.channels.email import message_id
-from bot.config import load_config
-from bot.demo.standin import AutumnaStandin
+from bot.loader import load_config
 from bot.models import CATEGORY_NAMES
+from bot.parse import make_unreadable, parse_lead
 from bot.rules import route
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,184 @@
+"""The run loop (`leadbot run`, `leadbot run --once`): polls each account on its interval and
+keeps deliveries flowing in between. I/O runs on worker threads; every database write happens on
+the loop's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import FrameType
+
+from . import alerts
+from .config import Config
+from .dispatch import Dispatcher
+from .poller import Poller, PollResult
+from .store import Store
+
+log = logging.getLogger(__name__)
+ONCE_HORIZON = 10.0  # under --once, a Retry-After this short still belongs to this cycle
+DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
+PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
+PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
+BACKLOG = 50  # deliveries waiting: from here on, progress is shown
+
+
+class Runner:
+    """The run loop: `leadbot run` and `leadbot run --once`."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        dispatcher: Dispatcher,
+        config: Config,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.poller, self.dispatcher, self.config = poller, dispatcher, config
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll")
+        self.closers: list[Callable[[], None]] = []
+
+    def progress(self) -> None:
+        """A backfill or a backlog of many leads shows how it is getting on."""
+        waiting = self.poller.store.open_count()
+        if waiting >= BACKLOG:
+            tally = self.dispatcher.tally
+            log.info(
+                "delivering: %d sent so far, %d waiting%s",
+                tally.sent,
+                waiting,
+                f", {tally.failed} failed attempts to retry" if tally.failed else "",
+            )
+
+    def run(self, once: bool = False) -> bool:
+        """Returns False when something needs attention: under --once, a failed poll or a
+        delivery that failed for good during the run."""
+        self.once = once
+        self.dispatcher.once_horizon = ONCE_HORIZON if once else None
+        now = self.clock()
+        self.next_poll, self.next_purge = now, now
+        self.next_dead_check = now + DEAD_LETTER_BATCH
+        self.next_progress = now + PROGRESS_EVERY
+        self.polling: Future[list[PollResult]] | None = None
+        self.polled_ok: bool | None = None
+        recovered, busy_since = False, None
+        try:
+            while not self.stop.is_set():
+                try:
+                    if not recovered:
+                        self.dispatcher.recover()
+                        recovered = True
+                    if self.turn():
+                        break
+                    busy_since = None
+                except sqlite3.OperationalError as exc:
+                    if not transient(exc):
+                        raise
+                    if busy_since is None or self.clock() - busy_since > 60:
+                        log.warning(
+                            "the database is busy (%s): another program is writing to it; "
+                            "leadbot keeps trying, and nothing is lost meanwhile",
+                            exc,
+                        )
+                        busy_since = self.clock()
+                    self.stop.wait(1.0)
+        finally:
+            self.dispatcher.close()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for close in self.closers:
+                close()
+        if not once:
+            return True  # a loop stopped by a signal has done its job
+        return self.polled_ok is not False and self.dispatcher.tally.dead == 0
+
+    def turn(self) -> bool:
+        """One pass of the loop; True when a --once run has done its work."""
+        now = self.clock()
+        if (
+            self.polling is None
+            and now >= self.next_poll
+            and (not self.once or self.polled_ok is None)
+        ):
+            windows = self.poller.windows(datetime.fromtimestamp(now, UTC))
+            self.polling = self.pool.submit(self.poller.fetch, windows)
+        if self.polling is not None and self.polling.done():
+            results = self.polling.result()
+            self.polling = None
+            stamp = datetime.fromtimestamp(self.clock(), UTC)
+            self.next_poll = self.clock()  # polled again at once if recording fails
+            for result in results:
+                self.poller.record(result, stamp)
+            self.next_poll = self.clock() + self.config.polling.interval.total_seconds()
+            self.polled_ok = all(r.batch is not None for r in results)
+            alerts.poll_health(self.poller.store, self.config, self.clock())
+            self.dispatcher.changed()
+        if self.clock() >= self.next_purge:
+            purge(self.poller.store, self.config, self.clock())
+            self.next_purge = self.clock() + PURGE_EVERY
+        self.dispatcher.flush()
+        self.dispatcher.start_due()
+        if self.once and self.polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
+            return True
+        wake = min(
+            self.dispatcher.next_wake(),
+            self.next_poll if self.polling is None else now + 0.05,
+        )
+        self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
+        if self.dispatcher.dead:
+            dead = self.dispatcher.dead
+            if alerts.rescue(self.poller.store, self.config, dead, self.clock()):
+                self.dispatcher.changed()
+            self.dispatcher.dead = []
+        if self.clock() >= self.next_progress:
+            self.progress()
+            self.next_progress = self.clock() + PROGRESS_EVERY
+        if self.dispatcher.idle() or self.clock() >= self.next_dead_check:
+            # Batched: one notice for a burst of failures, not one per delivery.
+            if alerts.dead_letters(self.poller.store, self.config, self.clock()):
+                self.dispatcher.changed()
+            self.next_dead_check = self.clock() + DEAD_LETTER_BATCH
+        return False
+
+
+def transient(exc: sqlite3.OperationalError) -> bool:
+    """`database is locked` / `busy`: another writer held on past the busy timeout."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping: finishing the sends in flight (signal %d)", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def purge(store: Store, config: Config, now: float) -> int:
+    """Retention: erase personal details older than `privacy.retention`."""
+    erased = store.purge(now - config.privacy.retention.total_seconds(), now)
+    if erased:
+        log.info(
+            "retention: erased the personal details of %d leads older than %s",
+            erased,
+            config.privacy.retention,
+        )
+    return erased

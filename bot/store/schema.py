@@ -1,0 +1,86 @@
+"""The database's tables, and how an older database is brought up to date (sqlite-utils'
+`Migrations`: each step runs once, in its own transaction, and is recorded in the database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Migrations
+
+# leadbot 1.0's schema, as it was first written: every later change is a migration below.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leads (
+    key TEXT PRIMARY KEY,          -- "<category id>:<lead id>", or "raw:<digest>" if unreadable
+    account TEXT NOT NULL,
+    category_id INTEGER,
+    category TEXT,                 -- its name as Autumna sent it
+    lead_id INTEGER,
+    service_id INTEGER,
+    lead_date TEXT,                -- Autumna's date, ISO 8601 UTC
+    seen_at REAL NOT NULL,
+    announced INTEGER NOT NULL,    -- 0: recorded silently on first start
+    unreadable INTEGER NOT NULL DEFAULT 0,
+    problem TEXT NOT NULL DEFAULT '',
+    urgent INTEGER NOT NULL DEFAULT 0,
+    unrouted INTEGER NOT NULL DEFAULT 0,
+    notes TEXT NOT NULL DEFAULT '[]',
+    raw TEXT,                      -- the record as Autumna sent it; erased by retention
+    purged_at REAL
+);
+CREATE INDEX IF NOT EXISTS leads_to_purge ON leads (seen_at) WHERE raw IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,         -- a lead key, or "notice:<id>"
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,         -- never a secret: Teams webhooks are named by env variable
+    label TEXT NOT NULL,
+    privacy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    urgent INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    first_attempt_at REAL,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    sent_at REAL,
+    remote_id TEXT NOT NULL DEFAULT '',
+    reasons TEXT NOT NULL DEFAULT '[]',
+    dead_announced INTEGER NOT NULL DEFAULT 0,  -- ops has been told this one failed for good
+    in_doubt INTEGER NOT NULL DEFAULT 0,  -- the last attempt may have arrived: look first
+    UNIQUE (subject, channel, address)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS polls (
+    account TEXT PRIMARY KEY,
+    watermark REAL,                -- dateTimeTo of the last successful poll
+    last_success REAL,
+    last_attempt REAL,
+    last_error TEXT NOT NULL DEFAULT '',
+    failing_since REAL,
+    alerted INTEGER NOT NULL DEFAULT 0  -- ops has been told polling is failing
+);
+CREATE TABLE IF NOT EXISTS notices (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+migrations = Migrations("leadbot")
+
+
+@migrations()
+def v1_schema(db: Any) -> None:
+    """The tables of leadbot 1.0. A database that already has them (made before migrations were
+    recorded) keeps its rows; columns added during 1.0's development are added if missing."""
+    db.executescript(SCHEMA)
+    db.execute("DROP INDEX IF EXISTS deliveries_due")  # a partial index SQLite never chose
+    for column, kind, default in (
+        ("dead_announced", int, 0),
+        ("in_doubt", int, 0),
+        ("remote_id", str, ""),
+    ):
+        if column not in db["deliveries"].columns_dict:
+            db["deliveries"].add_column(column, kind, not_null_default=default)
