@@ -28,9 +28,8 @@ from standins.smtp import SmtpStandin
 from standins.teams import TlsTeamsStandin
 
 from bot.config import Config
-
-from bot.loader import load_config
 from bot.demo.standin import redate
+from bot.loader import load_config
 from bot.render import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,6 +302,17 @@ def query(db_path: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
         return list(db.execute(sql, params))
     finally:
         db.close()
+
+
+def bare_env(folder: Path, **variables: str) -> dict[str, str]:
+    """A clean environment: no Autumna key, no tokens, unless given."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **variables,
+    }
 
 
 def run_leadbot(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:

@@ -7,7 +7,6 @@ Exit codes (README): 0 success; 1 needs attention at run time; 2 bad config or u
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sys
@@ -23,6 +22,7 @@ from conftest import (
     TEAMS_VARS,
     Result,
     World,
+    bare_env,
     published_by_key,
     run_leadbot,
     wait_for,
@@ -37,17 +37,6 @@ from standins.validators import (
 pytestmark = pytest.mark.timeout(60)
 
 WEBHOOK = "https://prod-42.uksouth.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig="
-
-
-def bare_env(folder: Path, **variables: str) -> dict[str, str]:
-    """A clean environment: no Autumna key (so the demo), no tokens, unless given."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(folder),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        **variables,
-    }
 
 
 def leadbot(folder: Path, *args: str, **variables: str) -> Result:
