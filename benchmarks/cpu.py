@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from bot.config import Config
-
 from bot.loader import load_config
 from bot.models import Facts, Lead
 from bot.parse import parse_body

@@ -23,8 +23,8 @@ from typing import Any
 from bot.channels import email as email_channel
 from bot.channels import slack as slack_channel
 from bot.config import Config
-from bot.loader import load_config
 from bot.limits import Lanes
+from bot.loader import load_config
 from bot.models import Channel, Facts, Message
 from bot.parse import parse_body
 from bot.render import Renderer

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.loader import load_config
 from bot.limits import RATES
+from bot.loader import load_config
 from bot.models import Channel
 from bot.store import Store
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from bot import alerts
 from bot.config import Config
-from bot.loader import load_config
 from bot.limits import Lanes
+from bot.loader import load_config
 from bot.models import Channel
 from bot.parse import parse_lead
 from bot.pipeline import Runner, purge

@@ -1,4 +1,4 @@
-"""The `leadbot` command: run, check, explain, status, resend, purge.
+"""The `leadbot` command: run, check, explain, status, claim, resend, purge.
 
 Exit codes: 0 success; 1 something needs attention at run time (a poll failed under --once,
 another instance holds the database); 2 bad config or usage.
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `leadbot explain ... | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         # One line, redacted: a traceback could carry a key, a webhook URL or a lead's details.
         # Exit 1, so a supervisor (systemd's Restart=on-failure) starts leadbot again.
@@ -129,6 +132,15 @@ def parser() -> argparse.ArgumentParser:
         help=("erase personal details older than privacy.retention now (run does it daily)"),
     )
     purge.set_defaults(command="purge")
+
+    claim = sub.add_parser(
+        "claim",
+        parents=[common],
+        help="record that someone will call the family (e.g. who answered the email)",
+    )
+    claim.add_argument("lead", metavar="KEY", help="the lead, e.g. 4:2000")
+    claim.add_argument("--by", required=True, metavar="NAME", help="who will call them")
+    claim.set_defaults(command="claim")
 
     status = sub.add_parser("status", parents=[common], help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")

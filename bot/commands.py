@@ -9,6 +9,7 @@ import sys
 import time
 
 from . import pipeline, report
+from .claims import minutes
 from .config import Config, ConfigError
 from .lock import Locked
 from .parse import PollError, parse_body
@@ -96,7 +97,7 @@ def explain(args: argparse.Namespace) -> int:
         return 2
     renderer = Renderer(config)
     for lead in batch.leads:
-        print(report.explain_lead(lead, route(lead, config), renderer, config))
+        print(report.explain_lead(lead, route(lead, config), renderer, config, time.time()))
     for record in batch.unreadable:
         print(report.explain_unreadable(record, config))
     if not batch.leads and not batch.unreadable:
@@ -139,6 +140,37 @@ def resend(args: argparse.Namespace) -> int:
         f"now, or the next `leadbot run` will."
     )
     store.close()
+    return 0
+
+
+def claim(args: argparse.Namespace) -> int:
+    """A claim made anywhere but Slack: recorded like any other, first wins."""
+    name = " ".join(args.by.split())
+    if not name:
+        print('leadbot claim: say who will call them: --by "Name"', file=sys.stderr)
+        return 2
+    store = existing_store(args)
+    if store is None:
+        return 1
+    try:
+        found, won = store.claim_lead(args.lead, name, "", "cli", time.time())
+    finally:
+        store.close()
+    if found is None:
+        print(f"leadbot: no lead {args.lead} (see `leadbot status`)", file=sys.stderr)
+        return 1
+    if not won:
+        print(
+            f"leadbot: {args.lead} is already claimed by {found['by_name']} ({found['via']}); "
+            "the first claim stands",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{args.lead} is claimed by {name}, {minutes(found['seconds_to_claim'])} after it "
+        "arrived. Escalation has stopped; its Slack messages will show the claim (a running "
+        "leadbot edits them now, or the next `leadbot run` will)."
+    )
     return 0
 
 

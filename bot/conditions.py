@@ -7,10 +7,11 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .config import Condition, Home, normalise
+from .config import Condition, Home, channel_of_attribute, normalise
 from .models import CATEGORY_NAMES
 
 CONDITION_KEYS = (
@@ -40,6 +41,41 @@ class Checker:
 
     def warn(self, where: str, message: str) -> None:
         self.warnings.append(f"{self.path.name}: {where}: {message}")
+
+    def duration(self, section: str, table: dict[str, Any], key: str) -> timedelta:
+        value = table[key]
+        match = (
+            re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
+            if not isinstance(value, bool)
+            else None
+        )
+        if not match:
+            self.error(
+                f"{section}.{key}",
+                f'expected a duration like "90s", "15m", "24h" or "30d", got {value!r}',
+            )
+            return timedelta(0)
+        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        if int(match[1]) == 0 and key in ("interval", "first", "cap", "give_up"):
+            self.error(f"{section}.{key}", "must be longer than zero")
+        return timedelta(seconds=int(match[1]) * unit)
+
+    def notify_ref(self, where: str, ref: Any, refs: list[str], home_attrs: list[str]) -> None:
+        if not isinstance(ref, str):
+            self.error(where, "expected a destination name in quotes")
+        elif ref.startswith("home."):
+            attr = ref[5:]
+            if attr not in home_attrs:
+                self.error(where, f"no home has {attr!r}" + did_you_mean(ref, refs))
+            elif channel_of_attribute(attr) is None:
+                self.error(
+                    where,
+                    f"{ref} is not a destination: notify takes home attributes "
+                    f"named slack, email or teams, or ending in _slack, _email "
+                    f"or _teams",
+                )
+        elif ref not in refs:
+            self.error(where, f"unknown destination {ref!r}" + did_you_mean(ref, refs))
 
 
 class ConditionChecks(Checker):

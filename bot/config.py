@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .models import Channel, Target
+from .schedule import Hours
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 PRIVACY_LEVELS = ("full", "minimal")
@@ -79,6 +80,14 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """One escalation step: if the lead is still unclaimed `after` its arrival, notify these."""
+
+    after: timedelta
+    notify: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     index: int
     name: str
@@ -86,6 +95,17 @@ class Rule:
     notify: tuple[str, ...]
     urgent: bool = False
     stop: bool = False
+    escalate: tuple[Step, ...] = ()
+    anytime: bool = False  # its messages go at once, whatever the destinations' hours
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """How a claim is found in Slack without Socket Mode: a reaction or a thread reply."""
+
+    reaction: str = "white_check_mark"
+    check_every: timedelta = timedelta(minutes=1)  # how often Slack is asked, within its limits
+    lookback: timedelta = timedelta(days=3)  # leads older than this are no longer watched
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +131,9 @@ class Config:
     rules: tuple[Rule, ...]
     fallback: str
     ops: str
+    hours: dict[str, Hours] = field(default_factory=dict)  # [hours.<name>]
+    nation: str = "england"  # for bank holidays; a home's own `nation` attribute wins
+    claims: Claims = Claims()
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
     # (service id, "home.<attribute>") -> its targets, resolved once when the config is loaded
@@ -147,9 +170,10 @@ def home_targets(home: Home, attribute: str | None, privacy: Privacy = Privacy()
         if channel is None or attribute not in (None, name):
             continue
         label = f"home.{name}"
+        hours = str(home.attributes.get(f"{name}_hours", ""))  # e.g. manager_slack_hours
         for address in value if isinstance(value, list) else [value]:
             found.append(
-                Target(channel, address_of(channel, address), label, privacy.level(channel))
+                Target(channel, address_of(channel, address), label, privacy.level(channel), hours)
             )
     return found
 

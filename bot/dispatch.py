@@ -7,11 +7,11 @@ throttled or slow channel never holds up the others, and nothing sleeps in a sha
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import sqlite3
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -20,13 +20,14 @@ from typing import Any, Protocol
 from .config import Config
 from .failures import DeliveryError
 from .limits import Lanes, RetryPolicy, lane_of
-from .models import Channel, Delivery, Facts, Lead, Message, Status
-from .parse import parse_lead
+from .models import Channel, Delivery, Message, Status
+from .outbox import NothingToSend, Outbox, lead_of
 from .render import Renderer
 from .store import Store
 
 log = logging.getLogger(__name__)
 OPEN = (Status.PENDING, Status.RETRYING)
+SLACK_POST = re.compile(r"([CDG][A-Z0-9]+)/(\d+\.\d+)$")  # a posted message's channel/ts
 RELOAD = 1.0  # seconds between reads of the due queue while work remains
 ONCE_RETRIES = 3  # under --once, a delivery is retried at most this often (short Retry-Afters)
 
@@ -75,7 +76,7 @@ class Dispatcher:
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
         self.queues: dict[str, deque[Delivery]] = {}
         self.dead: list[str] = []  # subjects with a delivery that just failed for good
-        self._leads: OrderedDict[str, tuple[Lead, Facts] | str] = OrderedDict()
+        self.outbox = Outbox(store, renderer, clock)
         self.loaded_at = float("-inf")
         self.tally = Tally()
         self.unwritten: list[Outcome] = []  # outcomes whose write met a busy database
@@ -230,8 +231,9 @@ class Dispatcher:
         check = getattr(sender, "already_sent", None)
         if in_doubt and check is not None:
             try:
-                if check(message):
-                    return "found in the channel: the earlier attempt had arrived"
+                found = check(message)
+                if found:
+                    return f"found in the channel: the earlier attempt had arrived {found}"
             except DeliveryError as exc:
                 raise DeliveryError(
                     exc.reason, exc.transient, exc.retry_after, unknown=True
@@ -241,6 +243,14 @@ class Dispatcher:
     def _render(self, delivery: Delivery) -> Message | None:
         try:
             return self.render(delivery)
+        except NothingToSend as done:
+            outcome = Outcome(delivery, delivery.subject, remote_id=str(done), at=self.clock())
+            self._write(outcome)
+            self._announce(outcome)
+            return None
+        except DeliveryError as exc:  # not yet: e.g. an edit of a message still being sent
+            self._fail(delivery, exc)
+            return None
         except Exception as exc:  # a broken group template must not stop the queue
             self._fail(
                 delivery,
@@ -249,44 +259,7 @@ class Dispatcher:
             return None
 
     def render(self, delivery: Delivery) -> Message:
-        subject, target = delivery.subject, delivery.target
-        ref = f"{subject}/{target.key}"
-        if subject.startswith("notice:"):
-            notice = self.store.notice(int(subject[7:]))
-            if notice is None:
-                raise LookupError(f"notice {subject} is missing")
-            return self.renderer.render_notice(notice["title"], notice["text"], target, ref)
-        found = self._lead(subject)
-        if isinstance(found, str):
-            return self.renderer.render_notice(
-                "Autumna sent a lead leadbot could not read", found, target, ref
-            )
-        lead, facts = found
-        return self.renderer.render(lead, target, facts, ref)
-
-    def _lead(self, subject: str) -> tuple[Lead, Facts] | str:
-        """A stored lead and what routing decided, read and parsed once for all its
-        deliveries; for a record that could not be read, the text of the notice about it."""
-        if subject in self._leads:
-            return self._leads[subject]
-        row = self.store.lead_row(subject)
-        if row is None or row["raw"] is None:
-            raise LookupError(f"lead {subject} is missing or its details were erased")
-        found: tuple[Lead, Facts] | str
-        if row["unreadable"]:
-            found = (
-                f"Account {row['account']!r}: {row['problem']}. It is kept in the "
-                f"database as {subject}; please look for it in Autumna."
-            )
-        else:
-            found = (
-                parse_lead(json.loads(row["raw"]), row["account"]),
-                Facts(bool(row["urgent"]), bool(row["unrouted"]), tuple(json.loads(row["notes"]))),
-            )
-        self._leads[subject] = found
-        if len(self._leads) > 2048:
-            self._leads.popitem(last=False)
-        return found
+        return self.outbox.render(delivery)
 
     def _outcome(self, delivery: Delivery, message: Message, future: Future[str]) -> Outcome:
         now = self.clock()
@@ -319,6 +292,10 @@ class Dispatcher:
         delivery, error = outcome.delivery, outcome.error
         if error is None:
             self.store.mark_sent(delivery.id, outcome.at, outcome.remote_id)
+            posted = SLACK_POST.search(outcome.remote_id)
+            lead = lead_of(delivery.subject)
+            if posted and lead and delivery.target.channel is Channel.SLACK:
+                self.store.remember_slack_message(posted[1], posted[2], delivery.id, lead)
         else:
             self.store.mark_failed(delivery.id, error.reason, outcome.retry_at, error.unknown)
 

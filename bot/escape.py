@@ -8,6 +8,7 @@ Templates never call these: each Jinja environment in render.py applies one of t
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # A word joiner (U+2060) is invisible, but no autolinker reads "https:\u2060//" as a link.
 _SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data|vbscript|ssh|sftp|wss?)(:)(/*)")
@@ -18,6 +19,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2
 # RFC 2047 encoded words ("=?utf-8?q?...?="): some Python versions decode them while folding a
 # header and would write a decoded CR LF raw (CVE-2024-6923). Broken up, they stay text.
 _ENCODED_WORD = re.compile(r"=\?")
+# What spam filters read as words in disguise (SpamAssassin's UNICODE_OBFU_ZW, SUSP_UTF8_WORD_*):
+# zero-width characters after a Latin letter, digit or space, where they join or break nothing
+# (between emoji and in Persian or Indic text they stay), and letters from the mathematical
+# alphabets ("𝕰𝖛𝖊"), which are read as the plain letters they are styled from.
+_DISGUISE = re.compile(r"(?<=[A-Za-z0-9\s])[\u200b-\u200d\ufeff]+|[\U0001d400-\U0001d7ff]+")
 
 
 class Trusted(str):
@@ -34,8 +40,16 @@ def defang(text: str) -> str:
 
 
 def plain(text: str) -> str:
-    """Plain text (email body, Slack plain_text, terminal): no control characters, no live URLs."""
-    return defang(_CONTROL.sub("", text))
+    """Plain text (email body, Slack plain_text, terminal): no control characters, no live URLs,
+    no words in disguise."""
+    text = _CONTROL.sub("", text)
+    if not text.isascii():  # most text is: spare it the search
+        text = _DISGUISE.sub(_undisguise, text)
+    return defang(text)
+
+
+def _undisguise(match: re.Match[str]) -> str:
+    return unicodedata.normalize("NFKC", match[0]) if match[0] > "\uffff" else ""
 
 
 def one_line(text: str) -> str:

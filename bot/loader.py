@@ -31,6 +31,8 @@ from .config import (
     home_targets,
 )
 from .models import Channel, Target
+from .schedule import Hours
+from .timing import TimingChecks
 
 SLACK_ID = re.compile(r"^[CGDUW][A-Z0-9]{2,}$")
 SLACK_NAME = re.compile(r"^#[a-z0-9][a-z0-9_\-.]{0,79}$")
@@ -53,10 +55,12 @@ TOP_KEYS = (
     "homes",
     "destinations",
     "rules",
+    "hours",
+    "claims",
 )
 
 
-class Loader(ConditionChecks):
+class Loader(ConditionChecks, TimingChecks):
     def __init__(self, path: Path, raw: dict[str, Any]) -> None:
         super().__init__(path)
         self.raw = raw
@@ -65,7 +69,7 @@ class Loader(ConditionChecks):
     def load(self) -> Config:
         raw = self.raw
         self.keys(raw, "", TOP_KEYS)
-        group = self.table(raw, "group", ("name", "timezone", "templates", "lead_url"))
+        group = self.table(raw, "group", ("name", "timezone", "templates", "lead_url", "nation"))
         autumna = self.table(raw, "autumna", ("accounts",))
         polling = self.table(
             raw, "polling", ("interval", "overlap", "lookback", "history", "alert_after")
@@ -74,9 +78,12 @@ class Loader(ConditionChecks):
         privacy = self.privacy(self.table(raw, "privacy", ("slack", "teams", "email", "retention")))
         email = self.table(raw, "email", ("host", "port", "sender", "tls", "ca_file"))
         routing = self.table(raw, "routing", ("fallback", "ops"))
+        hours = self.hours(raw.get("hours", {}))
         homes = self.homes(raw.get("homes", {}))
-        destinations = self.destinations(raw.get("destinations", {}), privacy)
+        self.home_hours(homes, hours)
+        destinations = self.destinations(raw.get("destinations", {}), privacy, hours)
         rules = self.rules(raw.get("rules", []), homes, destinations)
+        claims = self.claims(self.table(raw, "claims", ("reaction", "check_every", "lookback")))
         fallback = self.reference(routing, "routing.fallback", destinations, required=True)
         ops = self.reference(routing, "routing.ops", destinations, required=False)
         config = Config(
@@ -95,6 +102,9 @@ class Loader(ConditionChecks):
             rules=rules,
             fallback=fallback,
             ops=ops or fallback,
+            hours=hours,
+            nation=self.nation("group.nation", group.get("nation", "england")),
+            claims=claims,
             warnings=tuple(self.warnings),
             secret_vars=frozenset(self.secret_vars),
             home_destinations={
@@ -164,24 +174,6 @@ class Loader(ConditionChecks):
         if not folder.is_dir():
             self.error("group.templates", f"folder {folder} does not exist")
         return folder
-
-    def duration(self, section: str, table: dict[str, Any], key: str) -> timedelta:
-        value = table[key]
-        match = (
-            re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
-            if not isinstance(value, bool)
-            else None
-        )
-        if not match:
-            self.error(
-                f"{section}.{key}",
-                f'expected a duration like "90s", "15m", "24h" or "30d", got {value!r}',
-            )
-            return timedelta(0)
-        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        if int(match[1]) == 0 and key in ("interval", "first", "cap", "give_up"):
-            self.error(f"{section}.{key}", "must be longer than zero")
-        return timedelta(seconds=int(match[1]) * unit)
 
     def secret_ref(self, value: Any, where: str, example: str) -> str:
         """A secret is named by environment variable: `"${NAME}"`. Returns NAME."""
@@ -317,7 +309,9 @@ class Loader(ConditionChecks):
             )
         return Privacy(**levels, retention=retention)
 
-    def destinations(self, raw: Any, privacy: Privacy) -> dict[str, Destination]:
+    def destinations(
+        self, raw: Any, privacy: Privacy, hours: dict[str, Hours]
+    ) -> dict[str, Destination]:
         if not isinstance(raw, dict):
             self.error("destinations", "expected a [destinations] table")
             return {}
@@ -329,7 +323,10 @@ class Loader(ConditionChecks):
             if not isinstance(spec, dict):
                 self.error(where, 'expected a table such as { slack = "#group-leads" }')
                 continue
-            self.keys(spec, where, ("slack", "email", "teams", "privacy"))
+            self.keys(spec, where, ("slack", "email", "teams", "privacy", "hours"))
+            keeps = (
+                self.hours_ref(f"{where}.hours", spec["hours"], hours) if "hours" in spec else ""
+            )
             level = spec.get("privacy")
             if level is not None and level not in PRIVACY_LEVELS:
                 self.error(f"{where}.privacy", f"expected one of {', '.join(PRIVACY_LEVELS)}")
@@ -345,6 +342,7 @@ class Loader(ConditionChecks):
                             address_of(channel, address),
                             name,
                             str(level or privacy.level(channel)),
+                            keeps,
                         )
                     )
             if not targets and isinstance(spec, dict):
@@ -391,7 +389,9 @@ class Loader(ConditionChecks):
             if not isinstance(item, dict):
                 self.error(where, "expected a table")
                 continue
-            self.keys(item, where, ("name", "when", "notify", "urgent", "stop"))
+            self.keys(
+                item, where, ("name", "when", "notify", "urgent", "stop", "escalate", "anytime")
+            )
             when = item.get("when", {})
             if not isinstance(when, dict):
                 self.error(f"{where}.when", "expected a table such as { category = 4 }")
@@ -407,7 +407,12 @@ class Loader(ConditionChecks):
                 notify = []
             for j, ref in enumerate(notify):
                 self.notify_ref(f"{where}.notify[{j}]", ref, refs, home_attrs)
-            for flag in ("urgent", "stop"):
+            steps = (
+                self.steps(f"{where}.escalate", item["escalate"], refs, home_attrs)
+                if "escalate" in item
+                else ()
+            )
+            for flag in ("urgent", "stop", "anytime"):
                 if not isinstance(item.get(flag, False), bool):
                     self.error(f"{where}.{flag}", "expected true or false")
             name = str(item.get("name") or f"rule {i + 1}")
@@ -419,26 +424,11 @@ class Loader(ConditionChecks):
                     tuple(map(str, notify)),
                     item.get("urgent") is True,
                     item.get("stop") is True,
+                    steps,
+                    item.get("anytime") is True,
                 )
             )
         return tuple(rules)
-
-    def notify_ref(self, where: str, ref: Any, refs: list[str], home_attrs: list[str]) -> None:
-        if not isinstance(ref, str):
-            self.error(where, "expected a destination name in quotes")
-        elif ref.startswith("home."):
-            attr = ref[5:]
-            if attr not in home_attrs:
-                self.error(where, f"no home has {attr!r}" + did_you_mean(ref, refs))
-            elif channel_of_attribute(attr) is None:
-                self.error(
-                    where,
-                    f"{ref} is not a destination: notify takes home attributes "
-                    f"named slack, email or teams, or ending in _slack, _email "
-                    f"or _teams",
-                )
-        elif ref not in refs:
-            self.error(where, f"unknown destination {ref!r}" + did_you_mean(ref, refs))
 
 
 def load_config(path: Path) -> Config:

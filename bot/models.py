@@ -118,6 +118,7 @@ class Target:
     address: str  # Slack channel or user id; an email address; a Teams webhook's env var name
     label: str  # how the admin named it: "group-leads", "home.manager_email"
     privacy: str = "full"  # or "minimal": no personal details at all
+    hours: str = field(default="", compare=False)  # a named [hours] schedule; "" is any time
 
     @property
     def key(self) -> str:
@@ -130,6 +131,7 @@ class Status(StrEnum):
     RETRYING = "retrying"  # failed for a reason that may pass; next_attempt_at says when
     SENT = "sent"
     DEAD = "dead"  # failed for good (permanent error, or gave up); kept with its reason
+    CANCELLED = "cancelled"  # not sent, and never will be: the lead was claimed first
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,27 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """Who said they would call the family, how, and when."""
+
+    by_name: str
+    by_id: str  # a Slack user id, or ""
+    via: str
+    claimed_at: float
+    seconds_to_claim: float
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a lead's message says beyond the lead: its claim, or the escalation it is part of."""
+
+    claim: Claim | None = None
+    escalation_step: int = 0  # 0: the lead's own message, not an escalation
+    waited: float = 0.0  # seconds since the lead arrived, for an escalation
+    told: tuple[str, ...] = ()  # who had the lead before this escalation
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What routing decided about a lead, kept with it in the database."""
 
@@ -183,6 +206,19 @@ class NewLead:
     unrouted: bool = False
     notes: tuple[str, ...] = ()
     targets: Routed = ()
+    due: dict[str, float] = field(default_factory=dict)  # target key -> when, if not at once
+    steps: tuple[PlannedStep, ...] = ()  # escalation, should nobody claim it
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """An escalation step for one lead, with the moment it fires if the lead is unclaimed."""
+
+    step: int  # 1, 2, ...
+    after: float  # seconds, as rules.toml says
+    due_at: float
+    targets: Routed
+    anytime: bool = False
 
 
 @dataclass
@@ -198,6 +234,22 @@ class RuleResult:
 
 
 @dataclass
+class Escalation:
+    """The targets of the matching rules' escalation steps with the same `after`."""
+
+    after: float  # seconds
+    targets: list[Target] = field(default_factory=list)
+    reached_by: dict[str, list[str]] = field(default_factory=dict)  # target key -> rule names
+    anytime: bool = False
+
+    def add(self, target: Target, why: str) -> None:
+        if target.key not in self.reached_by:
+            self.targets.append(target)
+            self.reached_by[target.key] = []
+        self.reached_by[target.key].append(why)
+
+
+@dataclass
 class Routing:
     """What routing decided for one lead: the targets, and why each was chosen."""
 
@@ -207,6 +259,8 @@ class Routing:
     urgent: bool = False
     unrouted: bool = False  # no rule matched, or none reached anybody: the fallback has it
     notes: list[str] = field(default_factory=list)  # things the admin should fix
+    anytime: set[str] = field(default_factory=set)  # target keys an `anytime = true` rule chose
+    escalations: dict[float, Escalation] = field(default_factory=dict)  # by `after`, seconds
 
     def add(self, target: Target, why: str) -> None:
         if target.key not in self.reached_by:

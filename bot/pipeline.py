@@ -18,23 +18,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from slack_sdk import WebClient
 
 from .autumna import AutumnaClient
 from .channels.email import EmailChannel
 from .channels.sink import FolderSink
 from .channels.slack import SlackChannel
 from .channels.teams import TeamsChannel
+from .claims import ClaimEvent
 from .config import Config, ConfigError
 from .dispatch import Dispatcher, Sender
 from .limits import Lanes, RetryPolicy
+from .listener import SlackListener
 from .loader import load_config
 from .lock import lock
 from .models import Channel
 from .poller import Poller
 from .render import Renderer
-from .runner import Runner
+from .runner import Runner, Watch
 from .settings import Settings
 from .store import Store
+from .watcher import Watcher
 
 log = logging.getLogger(__name__)
 DEMO_FOLDER = Path("leadbot-demo")  # the demo's messages and its own database, never another
@@ -132,10 +136,53 @@ def build(
     policy = RetryPolicy(
         retries.first.total_seconds(), retries.cap.total_seconds(), retries.give_up.total_seconds()
     )
-    dispatcher = Dispatcher(store, Renderer(config), senders, config, policy, lanes)
+    claiming = claims_in_slack(config, settings, demo=sink is not None)
+    renderer = Renderer(config, claiming)
+    dispatcher = Dispatcher(store, renderer, senders, config, policy, lanes)
     poller = Poller(
         AutumnaClient(settings.autumna_url, http), settings.api_keys, store, config, backfill
     )
     runner = Runner(poller, dispatcher, config, stop)
     runner.closers.append(http.close)
+    if sink is None and claiming == "button":
+        listener = SlackListener(
+            settings.slack_app_token,
+            settings.slack_token,
+            runner.inbox,
+            config.claims.reaction,
+            settings.slack_url or None,
+            ping_interval=2.0,
+        )
+        listener.start()
+        runner.closers.append(listener.close)
+    elif sink is None and claiming == "reaction":
+        runner.watch = slack_watch(config, settings)
     return runner
+
+
+def claims_in_slack(config: Config, settings: Settings, demo: bool) -> str:
+    """How people claim in Slack: "button" (Socket Mode, with SLACK_APP_TOKEN), "reaction" (a
+    reaction or a thread reply, found by asking Slack), or "" (no Slack: `leadbot claim`)."""
+    if Channel.SLACK not in config.targets_used():
+        return ""
+    if settings.slack_app_token and not demo:
+        return "button"
+    return "reaction" if settings.slack_token or demo else ""
+
+
+def slack_watch(config: Config, settings: Settings) -> Watch:
+    """Ask Slack about the unclaimed leads' messages (bot token only, no Socket Mode)."""
+    client = WebClient(
+        token=settings.slack_token,
+        base_url=settings.slack_url or WebClient.BASE_URL,
+        timeout=15,
+        retry_handlers=[],
+    )
+    found: list[Watcher] = []
+
+    def watch(messages: list[tuple[str, str, str]], stop: threading.Event) -> list[ClaimEvent]:
+        if not found:  # the bot's own reactions and replies never count: learn who it is
+            found.append(Watcher(client, config.claims.reaction, client.auth_test()["user_id"]))
+        return found[0].check(messages, stop)
+
+    return watch

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 from .autumna import AutumnaClient
 from .config import Config
-from .models import Lead, NewLead, Routed
+from .models import Escalation, Lead, NewLead, PlannedStep, Routed, Target
 from .parse import Batch, PollError
 from .rules import route
+from .schedule import Calendar
 from .settings import redact
 from .store import Store
 
@@ -46,9 +47,11 @@ class Poller:
         store: Store,
         config: Config,
         backfill: bool = False,
+        calendar: Calendar | None = None,
     ) -> None:
         self.client, self.api_keys, self.store, self.config = client, api_keys, store, config
         self.backfill = backfill
+        self.calendar = calendar or Calendar(config.timezone, config.nation)
 
     def windows(self, now: datetime) -> list[Window]:
         found = []
@@ -104,7 +107,9 @@ class Poller:
             quiet = (
                 window.first and not self.backfill and lead.date is not None and lead.date < cutoff
             )
-            new[lead.key] = NewLead(lead, announce=False) if quiet else self.routed(lead)
+            new[lead.key] = (
+                NewLead(lead, announce=False) if quiet else self.routed(lead, now.timestamp())
+            )
         fallback: Routed = tuple(
             (t, ("unreadable lead",))
             for t in self.config.destinations[self.config.fallback].targets
@@ -132,7 +137,7 @@ class Poller:
         )
         return announced + len(unreadable)
 
-    def routed(self, lead: Lead) -> NewLead:
+    def routed(self, lead: Lead, now: float) -> NewLead:
         routing = route(lead, self.config)
         notes = tuple(routing.notes) + tuple(
             f"Autumna sent an odd value: {p}" for p in lead.problems
@@ -140,4 +145,59 @@ class Poller:
         for note in notes:
             log.warning("lead %s: %s", lead.key, note)
         targets = tuple((t, tuple(routing.reached_by[t.key])) for t in routing.targets)
-        return NewLead(lead, True, routing.urgent, routing.unrouted, notes, targets)
+        plan = Planner(self.config, self.calendar, lead.service.id)
+        due = {t.key: plan.when(t, t.key in routing.anytime, now) for t in routing.targets}
+        start = min(due.values(), default=now)  # escalation counts from the first message
+        steps = tuple(
+            PlannedStep(
+                number,
+                escalation.after,
+                plan.escalates_at(escalation, start),
+                tuple((t, tuple(escalation.reached_by[t.key])) for t in escalation.targets),
+                escalation.anytime,
+            )
+            for number, escalation in enumerate(
+                (routing.escalations[a] for a in sorted(routing.escalations)), start=1
+            )
+            if escalation.targets
+        )
+        return NewLead(
+            lead,
+            True,
+            routing.urgent,
+            routing.unrouted,
+            notes,
+            targets,
+            {key: at for key, at in due.items() if at > now},
+            steps,
+        )
+
+
+class Planner:
+    """When a lead's messages may go: at once, or at their destination's next opening (a
+    deferral, never a drop); and when each escalation step fires, counting open time only."""
+
+    def __init__(self, config: Config, calendar: Calendar, service_id: int | None) -> None:
+        self.config, self.calendar = config, calendar
+        home = config.homes.get(service_id) if service_id is not None else None
+        self.home_nation = str(home.attributes.get("nation", config.nation)) if home else None
+
+    def nation(self, target: Target) -> str:
+        home_target = target.label.startswith("home.") and self.home_nation
+        return str(self.home_nation if home_target else self.config.nation).lower()
+
+    def when(self, target: Target, anytime: bool, now: float) -> float:
+        hours = self.config.hours.get(target.hours)
+        if anytime or hours is None:
+            return now
+        return self.calendar.next_open(hours, now, self.nation(target))
+
+    def escalates_at(self, escalation: Escalation, start: float) -> float:
+        if escalation.anytime:
+            return start + escalation.after
+        return min(
+            self.calendar.add_open_time(
+                self.config.hours.get(t.hours), start, escalation.after, self.nation(t)
+            )
+            for t in escalation.targets
+        )

@@ -24,8 +24,18 @@ from markupsafe import Markup
 from . import escape
 from .channels import COMPOSERS
 from .config import PRIVACY_LEVELS, Config
-from .models import CATEGORY_NAMES, Category, Channel, Facts, Lead, Message, Service, Target
-from .view import base_view, lead_view
+from .models import (
+    CATEGORY_NAMES,
+    Category,
+    Channel,
+    Context,
+    Facts,
+    Lead,
+    Message,
+    Service,
+    Target,
+)
+from .view import base_view, context_view, lead_view
 
 # Which escaping each block gets, in the order blocks are rendered: a later block can use an
 # earlier one's output as `parts.<name>`.
@@ -33,21 +43,31 @@ BLOCKS: dict[Channel, dict[str, str]] = {
     Channel.SLACK: {
         "header": "plain",
         "text": "slack",
+        "escalation": "slack",
         "body": "slack",
         "details": "slack",
+        "button": "plain",
+        "claim": "slack",
+        "ephemeral": "slack",
         "footer": "slack",
     },
     Channel.EMAIL: {
         "details_text": "plain",
         "details_html": "html",
+        "escalation_text": "plain",
+        "escalation_html": "html",
+        "claim_text": "plain",
+        "claim_html": "html",
         "subject": "line",
         "text": "plain",
         "html": "html",
     },
     Channel.TEAMS: {
         "title": "markdown",
+        "escalation": "markdown",
         "body": "markdown",
         "details": "markdown",
+        "claim": "markdown",
         "footer": "markdown",
     },
 }
@@ -58,6 +78,7 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "markdown": escape.markdown,
     "html": escape.plain,  # html: autoescape does the rest
 }
+NO_CONTEXT = Context()  # a lead's own message, unclaimed
 RECENT = 64  # renders kept for a lead's other destinations
 
 
@@ -66,8 +87,11 @@ def builtin_templates() -> Path:
 
 
 class Renderer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, claiming: str = "") -> None:
+        """`claiming`: how people claim in Slack here: "button" (Socket Mode), "reaction"
+        (a reaction or thread reply) or "" (no Slack token: `leadbot claim` only)."""
         self.config = config
+        self.claiming = claiming
         folders = {"builtin": FileSystemLoader(builtin_templates())}
         if config.templates:
             folders["group"] = FileSystemLoader(config.templates)
@@ -79,21 +103,37 @@ class Renderer:
             OrderedDict()
         )
 
-    def render(self, lead: Lead, target: Target, facts: Facts, ref: str = "") -> Message:
-        # A lead goes to several destinations of one channel with the same text: render it once.
-        key = (lead.key, target.channel, target.privacy, facts)
-        recent = self._recent.get(key)
-        if recent is not None and recent[0] == lead:
-            view, parts = recent[1], recent[2]
-        else:
-            view = lead_view(lead, target, facts, self.config)
-            parts = self.parts(target.channel, lead.category.slug, view)
-            self._recent[key] = (lead, view, parts)
-            if len(self._recent) > RECENT:
-                self._recent.popitem(last=False)
+    def render(
+        self,
+        lead: Lead,
+        target: Target,
+        facts: Facts,
+        ref: str = "",
+        context: Context = NO_CONTEXT,
+    ) -> Message:
+        view, parts = self.view(lead, target, facts, context)
         summary = f"{lead.category.name} {lead.key} for {view['home']['name']} -> {target.label}"
+        if context.escalation_step:
+            summary = f"escalation {context.escalation_step} of {summary}"
         payload = COMPOSERS[target.channel](parts, view, self.config)
         return Message(target, ref or f"{lead.key}/{target.key}", escape.one_line(summary), payload)
+
+    def view(
+        self, lead: Lead, target: Target, facts: Facts, context: Context = NO_CONTEXT
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """What templates see for this message, and every block rendered from it."""
+        # A lead goes to several destinations of one channel with the same text: render it once.
+        key = (lead.key, target.channel, target.privacy, facts, context)
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] == lead:
+            return recent[1], recent[2]
+        view = lead_view(lead, target, facts, self.config)
+        view |= context_view(context, lead.key, self.claiming, self.config)
+        parts = self.parts(target.channel, lead.category.slug, view)
+        self._recent[key] = (lead, view, parts)
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        return view, parts
 
     def render_notice(self, title: str, text: str, target: Target, ref: str = "") -> Message:
         """The bot's own announcements to the ops destination (dead letters, poll health)."""

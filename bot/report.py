@@ -13,18 +13,26 @@ from email.header import make_header
 from email.message import Message as Mime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from .claims import minutes
 from .config import Config
 from .escape import plain
 from .models import Channel, Delivery, Facts, Lead, Routing, Status, Unreadable
+from .poller import Planner
 from .render import Renderer
+from .schedule import Calendar
 from .store import Store
+from .store.claims import step_targets
 from .view import format_moment
 
 RULE = "─" * 72
 
 
-def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Config) -> str:
+def explain_lead(
+    lead: Lead, routing: Routing, renderer: Renderer, config: Config, now: float
+) -> str:
+    calendar = Calendar(config.timezone, config.nation)
     home = config.homes.get(lead.service.id) if lead.service.id is not None else None
     out = [
         RULE,
@@ -53,12 +61,27 @@ def explain_lead(lead: Lead, routing: Routing, renderer: Renderer, config: Confi
     )
     out.extend(f"Note: {note}" for note in routing.notes)
     out.extend(f"Autumna sent an odd value: {p}" for p in lead.problems)
-    out.append("Deliveries (one message each):")
+    out.append("Deliveries (one message each), and when each would go if the lead came now:")
+    plan = Planner(config, calendar, lead.service.id)
     for target in routing.targets:
+        at = plan.when(target, target.key in routing.anytime, now)
         out.append(
-            f"  → {target.key}  ({target.label}; {target.privacy})  from: "
+            f"  → {target.key}  ({target.label}; {target.privacy})  "
+            f"{'at once' if at <= now else 'deferred until ' + calendar.describe(at, now)}"
+            f"{' (' + target.hours + ' hours)' if target.hours else ''}  from: "
             + ", ".join(dict.fromkeys(routing.reached_by[target.key]))
         )
+    if routing.escalations:
+        out.append("Escalation, if nobody claims it (a claim stops what is left):")
+        start = min(
+            (plan.when(t, t.key in routing.anytime, now) for t in routing.targets), default=now
+        )
+        for after in sorted(routing.escalations):
+            step = routing.escalations[after]
+            out.append(
+                f"  after {minutes(after)}: {', '.join(t.label for t in step.targets)} "
+                f"— would fire {calendar.describe(plan.escalates_at(step, start), now)}"
+            )
     facts = Facts(routing.urgent, routing.unrouted, tuple(routing.notes))
     for target in routing.targets:
         message = renderer.render(lead, target, facts)
@@ -109,7 +132,7 @@ def decode_header(value: Any) -> str:
 
 
 def status(store: Store, config: Config | None, limit: int, now: float) -> str:
-    tz = config.timezone if config else UTC
+    tz = config.timezone if config else ZoneInfo("UTC")
     out = ["Polling:"]
     accounts = [a.name for a in config.accounts] if config else []
     for name in accounts or ["default"]:
@@ -130,14 +153,18 @@ def status(store: Store, config: Config | None, limit: int, now: float) -> str:
     by_subject: dict[str, list[Delivery]] = {}
     for delivery in store.deliveries_of([row["key"] for row in leads]):
         by_subject.setdefault(delivery.subject, []).append(delivery)
+    keys = [row["key"] for row in leads]
+    claims, steps = store.claims_of(keys), store.escalations_of(keys)
+    calendar = Calendar(tz, config.nation if config else "england")
     for row in leads:
         out.append("  " + _lead_line(row, config, tz, now))
+        out += ["      " + line for line in claim_lines(row, claims, steps, calendar, now)]
         for delivery in by_subject.get(row["key"], []):
-            out.append("      " + _delivery_line(delivery, tz, now))
+            out.append("      " + _delivery_line(delivery, calendar, now))
     stuck = store.deliveries("status IN (?, ?)", [Status.DEAD, Status.RETRYING], limit=50)
     if stuck:
         out += ["", "Retrying and dead deliveries (`leadbot resend` queues them again):"]
-        out += [f"  {d.subject:<14} " + _delivery_line(d, tz, now) for d in stuck]
+        out += [f"  {d.subject:<14} " + _delivery_line(d, calendar, now) for d in stuck]
     return plain("\n".join(out))
 
 
@@ -161,10 +188,42 @@ def _lead_line(row: dict[str, Any], config: Config | None, tz: Any, now: float) 
     )
 
 
-def _delivery_line(d: Delivery, tz: Any, now: float) -> str:
+def claim_lines(
+    row: dict[str, Any],
+    claims: dict[str, dict[str, Any]],
+    steps: dict[str, list[dict[str, Any]]],
+    calendar: Calendar,
+    now: float,
+) -> list[str]:
+    """The lead's claim, or that it awaits one and when each escalation step fires."""
+    if row["unreadable"] or not row["announced"]:
+        return []
+    claim = claims.get(row["key"])
+    if claim is not None:
+        return [
+            f"claimed by {claim['by_name']} ({claim['via']}) "
+            f"{calendar.describe(claim['claimed_at'], now)}, "
+            f"{minutes(claim['seconds_to_claim'])} after it arrived"
+        ]
+    lines = ["awaiting a claim"]
+    for step in steps.get(row["key"], []):
+        told = ", ".join(sorted({t.label for t, _ in step_targets(step)}))
+        when = {
+            "waiting": f"escalates {calendar.describe(step['due_at'], now)}",
+            "fired": f"escalated {calendar.describe(step['fired_at'] or 0, now)}",
+            "stopped": "stopped",
+        }.get(step["status"], step["status"])
+        lines.append(f"  step {step['step']} ({minutes(step['after'])}): {when} to {told}")
+    return lines
+
+
+def _delivery_line(d: Delivery, calendar: Calendar, now: float) -> str:
+    tz = calendar.tz
     line = f"{d.status:<8} {d.target.channel:<5} {d.target.address} ({d.target.label})"
     if d.status is Status.SENT and d.sent_at:
         line += f" at {_when(d.sent_at, tz, now)}"
+    if d.status is Status.PENDING and d.next_attempt_at > now + 1:
+        line += f", deferred until {calendar.describe(d.next_attempt_at, now)}"
     if d.attempts > 1 or d.status in (Status.RETRYING, Status.DEAD):
         line += f", {d.attempts} attempt{'s' * (d.attempts != 1)}"
     if d.status is Status.RETRYING:
@@ -196,11 +255,22 @@ def demo_summary(store: Store, config: Config, since: float, folder: Path, now: 
     deliveries: dict[str, list[Delivery]] = {}
     for d in store.deliveries_of([r["key"] for r in leads]):
         deliveries.setdefault(d.subject, []).append(d)
+    keys = [r["key"] for r in leads]
+    claims, steps = store.claims_of(keys), store.escalations_of(keys)
+    calendar = Calendar(config.timezone, config.nation)
     for row in sorted(leads, key=lambda r: r["key"]):
         out.append(_lead_line(row, config, config.timezone, now))
+        out += ["    " + line for line in claim_lines(row, claims, steps, calendar, now)]
         for d in deliveries.get(row["key"], []):
             mark = {Status.SENT: "✓"}.get(d.status, "…")
-            out.append(f"    {mark} {d.target.channel:<5} {d.target.address}  ({d.target.label})")
+            later = (
+                f"  deferred until {calendar.describe(d.next_attempt_at, now)}"
+                if d.status is Status.PENDING and d.next_attempt_at > now + 1
+                else ""
+            )
+            out.append(
+                f"    {mark} {d.target.channel:<5} {d.target.address}  ({d.target.label}){later}"
+            )
     files = {c: len(list((folder / c).glob("*"))) for c in Channel if (folder / c).exists()}
     out += [
         "",

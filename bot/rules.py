@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .claims import minutes
 from .config import Condition, Config, Home, Rule, normalise
-from .models import Lead, Routing, RuleResult, Target
+from .models import Escalation, Lead, Routing, RuleResult, Target
 
 
 def route(lead: Lead, config: Config) -> Routing:
@@ -34,8 +35,17 @@ def route(lead: Lead, config: Config) -> Routing:
         for ref in rule.notify:
             for target in resolve(ref, home, config):
                 routing.add(target, rule.name)
+                if rule.anytime:
+                    routing.anytime.add(target.key)
             if ref.startswith("home.") and home is not None and not resolve(ref, home, config):
                 routing.notes.append(f"{home.name} has no {ref[5:]} (needed by {rule.name!r})")
+        for step in rule.escalate:
+            after = step.after.total_seconds()
+            escalation = routing.escalations.setdefault(after, Escalation(after))
+            escalation.anytime |= rule.anytime
+            for ref in step.notify:
+                for target in resolve(ref, home, config):
+                    escalation.add(target, f"{rule.name} (unclaimed after {minutes(after)})")
         if rule.stop:
             break
     routing.unrouted = not routing.targets

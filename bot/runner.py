@@ -16,17 +16,22 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from . import alerts
+from . import alerts, escalation
+from .claims import ClaimEvent, Inbox, record
 from .config import Config
 from .dispatch import Dispatcher
 from .poller import Poller, PollResult
+from .settings import redact
 from .store import Store
+
+Watch = Callable[[list[tuple[str, str, str]], threading.Event], list[ClaimEvent]]
 
 log = logging.getLogger(__name__)
 ONCE_HORIZON = 10.0  # under --once, a Retry-After this short still belongs to this cycle
 DEAD_LETTER_BATCH = 60.0  # seconds: failures are gathered this long into one notice to ops
 PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
 PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
+WATCH_BATCH = 40  # Slack messages asked about per round (two calls each, within Slack's limits)
 BACKLOG = 50  # deliveries waiting: from here on, progress is shown
 
 
@@ -40,12 +45,19 @@ class Runner:
         config: Config,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.time,
+        inbox: Inbox | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.poller, self.dispatcher, self.config = poller, dispatcher, config
         self.stop = stop or threading.Event()
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll")
         self.closers: list[Callable[[], None]] = []
+        self.inbox = inbox or Inbox()  # claims heard by the Socket Mode listener
+        self.watch = watch  # asks Slack for reactions and replies, when there is no listener
+        self.watching: Future[list[ClaimEvent]] | None = None
+        self.watch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch")
+        self.next_watch = 0.0
 
     def progress(self) -> None:
         """A backfill or a backlog of many leads shows how it is getting on."""
@@ -94,11 +106,38 @@ class Runner:
         finally:
             self.dispatcher.close()
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.watch_pool.shutdown(wait=False, cancel_futures=True)
             for close in self.closers:
                 close()
         if not once:
             return True  # a loop stopped by a signal has done its job
         return self.polled_ok is not False and self.dispatcher.tally.dead == 0
+
+    @property
+    def store(self) -> Store:
+        return self.poller.store
+
+    def claims(self) -> None:
+        """Record the claims heard since the last turn; ask Slack for more when it is time."""
+        if self.watching is not None and self.watching.done():
+            try:
+                for event in self.watching.result():
+                    self.inbox.put(event)
+            except Exception as exc:  # the watcher's own trouble never stops the loop
+                log.warning("could not ask Slack for claims: %s", redact(str(exc))[:200])
+            self.watching = None
+        now = self.clock()
+        if self.watch is not None and self.watching is None and now >= self.next_watch:
+            since = now - self.config.claims.lookback.total_seconds()
+            messages = self.store.unclaimed_slack_messages(since, WATCH_BATCH)
+            if messages:
+                self.watching = self.watch_pool.submit(self.watch, messages, self.stop)
+            self.next_watch = now + self.config.claims.check_every.total_seconds()
+        events = self.inbox.drain()
+        for event in events:
+            record(self.store, event, self.clock())
+        if events:
+            self.dispatcher.changed()
 
     def turn(self) -> bool:
         """One pass of the loop; True when a --once run has done its work."""
@@ -121,6 +160,9 @@ class Runner:
             self.polled_ok = all(r.batch is not None for r in results)
             alerts.poll_health(self.poller.store, self.config, self.clock())
             self.dispatcher.changed()
+        self.claims()
+        if escalation.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
+            self.dispatcher.changed()
         if self.clock() >= self.next_purge:
             purge(self.poller.store, self.config, self.clock())
             self.next_purge = self.clock() + PURGE_EVERY
@@ -131,6 +173,7 @@ class Runner:
         wake = min(
             self.dispatcher.next_wake(),
             self.next_poll if self.polling is None else now + 0.05,
+            self.store.next_escalation_at() or float("inf"),
         )
         self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
         if self.dispatcher.dead:

@@ -20,8 +20,8 @@ DEFAULT_URL = "https://www.autumna.co.uk/api/leads/"
 # Shapes of secrets we may not have been told about: an api_key in a URL, Slack tokens, the
 # signature of a Teams Workflows URL.
 _PATTERNS = re.compile(
-    r"(?i)((?:api_key|sig|token|password|code)=)[^&\s\"']+|"
-    r"xox[abpre]-[A-Za-z0-9-]+"
+    r"(?i)((?:api_key|sig|token|password|code|ticket)=)[^&\s\"']+|"
+    r"xox[abpre]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+"
 )
 
 
@@ -32,6 +32,7 @@ class Settings:
     api_keys: dict[str, str] = field(repr=False)  # account name -> key
     slack_token: str = field(default="", repr=False)
     slack_url: str = ""
+    slack_app_token: str = field(default="", repr=False)  # xapp-: Socket Mode, for the button
     smtp_host: str = ""
     smtp_port: int = 0
     smtp_sender: str = ""
@@ -61,6 +62,7 @@ class Settings:
             api_keys=keys,
             slack_token=env.get("SLACK_BOT_TOKEN", "").strip(),
             slack_url=env.get("SLACK_API_URL", "").strip(),
+            slack_app_token=env.get("SLACK_APP_TOKEN", "").strip(),
             smtp_host=env.get("SMTP_HOST", "").strip() or config.email.host,
             smtp_port=int(port) if port.isdigit() and not unreadable else config.email.port,
             smtp_sender=env.get("SMTP_SENDER", "").strip() or config.email.sender,
@@ -103,6 +105,16 @@ class Settings:
             found.append(
                 "environment: SLACK_BOT_TOKEN is not set (rules.toml has Slack "
                 "destinations): set it to the bot's xoxb- token"
+            )
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            found.append(
+                "environment: SLACK_APP_TOKEN must be the Slack app's app-level token "
+                "(xapp-…, with the connections:write scope), for the claim button"
+            )
+        if self.slack_app_token and not self.slack_token:
+            found.append(
+                "environment: SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: the claim "
+                "button needs the bot token too"
             )
         if Channel.EMAIL in used:
             if not self.smtp_host:

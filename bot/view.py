@@ -6,17 +6,27 @@ Values are raw text here; the template environment (render.py) escapes them for 
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from . import escape
+from .claims import minutes
 from .config import Config, Home
-from .models import Channel, Facts, Lead, Target
+from .models import Channel, Context, Facts, Lead, Target
 
 CHAT_CONTENT_LIMIT = 1500  # characters of the enquirer's message shown in chat; email has it all
 FIELD_LIMIT = 200  # characters of a name, address or phone number: nobody's is longer
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# What people write in a phone number: digits, spaces, ( ) - . and a leading +. ASCII digits only.
+_PHONE = re.compile(r"\+?[0-9 ().-]{6,40}")
+# One plain address, as nearly everyone has: no quoted parts, comments, IP literals or non-ASCII.
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+'-]+(?:\.[A-Za-z0-9_%+'-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z]{2,63}"
+)
 
 
 def base_view(config: Config, target: Target) -> dict[str, Any]:
@@ -85,12 +95,49 @@ def contact_view(lead: Lead, personal: bool) -> dict[str, Any]:
         note = "Permission to contact by email only"
     elif not email_ok:
         note = "Permission to contact by phone only"
+    phone = _short(lead.telephone) if personal and phone_ok else ""
+    email = _short(lead.sender) if personal and email_ok else ""
     return {
-        "phone": _short(lead.telephone) if personal and phone_ok else "",
-        "email": _short(lead.sender) if personal and email_ok else "",
+        "phone": phone,
+        "email": email,
+        # Link targets for the shown values, built from their normalised form; "" when the
+        # value is not exactly one phone number or one address (then it stays text).
+        "tel": tel_link(phone),
+        "mailto": mailto_link(email),
         "note": note,
         "permitted": phone_ok or email_ok,
     }
+
+
+def tel_link(phone: str) -> str:
+    """`tel:+441900000000` for "01900 000000": E.164, as RFC 3966 wants a global number (a
+    local one needs a phone-context) and it dials from anywhere, a softphone or a mobile
+    abroad. Autumna lists UK care homes, so a national number (0 and 9 or 10 digits) is UK."""
+    text = phone.strip()
+    if not _PHONE.fullmatch(text):
+        return ""
+    if text.startswith("+"):
+        digits = re.sub(r"[^0-9]", "", text.replace("(0)", "", 1))  # +44 (0)1900 000000
+    else:
+        digits = re.sub(r"[^0-9]", "", text)
+        if digits.startswith("00"):
+            digits = digits[2:]
+        elif digits.startswith("0") and len(digits) in (10, 11):
+            digits = "44" + digits[1:]
+        else:
+            return ""
+    if not re.fullmatch(r"[1-9][0-9]{6,14}", digits):
+        return ""
+    return escape.Trusted("tel:+" + digits)
+
+
+def mailto_link(address: str) -> str:
+    """`mailto:` and the address, if it is exactly one plain address (RFC 6068: anything
+    outside a URI's safe characters percent-encoded)."""
+    text = address.strip()
+    if len(text) > 254 or not _ADDRESS.fullmatch(text):
+        return ""
+    return escape.Trusted("mailto:" + quote(text, safe="@+-._'"))
 
 
 def _home_view(home: Home | None, lead: Lead) -> dict[str, Any]:
@@ -145,3 +192,44 @@ def format_moment(moment: datetime, tz: Any) -> str:
 
 def format_day(day: date) -> str:
     return f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]}"
+
+
+def context_view(context: Context, key: str, claiming: str, config: Config) -> dict[str, Any]:
+    """The claim (or how to make one) and the escalation, as templates see them."""
+    claim = context.claim
+    claimed: dict[str, Any] = {"claimed": False}
+    if claim is not None:
+        mention = escape.Trusted(f"<@{claim.by_id}>") if claim.by_id else ""
+        claimed = {
+            "claimed": True,
+            "by": _short(claim.by_name),
+            "mention": mention,
+            "via": claim.via,
+            "at": format_clock(claim.claimed_at, config.timezone),
+            "after": minutes(claim.seconds_to_claim),
+        }
+    escalation: dict[str, Any] = {}
+    if context.escalation_step:
+        escalation = {
+            "step": context.escalation_step,
+            "waited": minutes(context.waited),
+            "told": ", ".join(context.told),
+        }
+    return {
+        "claim": claimed,
+        "claiming": {
+            "button": claiming == "button",
+            "reaction": config.claims.reaction,
+            "in_slack": bool(claiming),
+            "command": f'leadbot claim {key} --by "Your name"',
+        },
+        "escalation": escalation,
+    }
+
+
+def format_clock(stamp: float, tz: Any) -> str:
+    """ "14:05" today in the group's zone, else "Mon 30 Nov, 14:05"."""
+    moment = datetime.fromtimestamp(stamp, tz)
+    if moment.date() == datetime.now(tz).date():
+        return f"{moment:%H:%M}"
+    return format_moment(moment, tz)

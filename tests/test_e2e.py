@@ -47,8 +47,8 @@ from standins.validators import (
 
 from bot import pipeline
 from bot.channels.slack import SlackChannel
-from bot.loader import load_config
 from bot.demo.standin import redate
+from bot.loader import load_config
 from bot.models import Channel
 from bot.settings import Settings
 from bot.store import Store

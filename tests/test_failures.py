@@ -181,12 +181,12 @@ def test_a_refused_slack_connection_is_transient_and_certainly_not_sent() -> Non
     assert SLACK_TOKEN not in error.reason
 
 
-def test_a_slack_post_that_works_returns_its_timestamp(
+def test_a_slack_post_that_works_returns_its_channel_and_timestamp(
     slack_standin: SlackStandin, slack_channel: SlackChannel
 ) -> None:
-    ts = slack_channel.send(slack_message("#rose-lodge"))
+    where = slack_channel.send(slack_message("#rose-lodge"))
     (posted,) = slack_standin.messages_for("#rose-lodge")
-    assert ts == posted.ts
+    assert where == f"{posted.channel}/{posted.ts}"  # what an edit needs: chat.update takes both
 
 
 # --- Teams ---------------------------------------------------------------------------------

@@ -53,15 +53,17 @@ from hostile import (
     terminal_problems,
     visible_text,
 )
+from standins.autumna import AutumnaStandin
 from standins.smtp import SmtpStandin
 from standins.validators import parse_email, validate_teams_messages
 
 from bot import pipeline
-from bot.autumna import AutumnaClient, Batch, PollError, parse_body
+from bot.autumna import AutumnaClient
 from bot.channels.email import EmailChannel
-from bot.config import Config, load_config
-from bot.demo.standin import AutumnaStandin
+from bot.config import Config
+from bot.loader import load_config
 from bot.models import Channel, Facts, Lead, Target
+from bot.parse import Batch, PollError, parse_body
 from bot.render import Renderer
 from bot.rules import route
 from bot.settings import Settings
@@ -434,7 +436,7 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation
     with installation(folder, docs, api_key=API_KEY) as inst:
         inst.slack.fail_channel("#willow-house", "channel_not_found")
         done = inst.run("run", "--once", timeout=120)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 1, done.stderr[-3000:]  # dead-lettered during the run
         inst.autumna.fail_next(
             1,
             status=200,
@@ -596,7 +598,7 @@ def test_purge_erases_personal_details_and_keeps_the_record(tmp_path: Path) -> N
         inst.teams.fail_next(1, status=429, retry_after=3600, webhook="slow")
         inst.slack.fail_channel("#closed-channel", "channel_not_found")
         done = inst.run("run", "--once")
-        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.returncode == 1, done.stderr[-2000:]  # dead-lettered during the run
         before = statuses(inst.db)
         assert before["1:7600"] == {"sent"}
         assert "dead" in before["1:7601"]

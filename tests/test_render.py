@@ -25,12 +25,13 @@ from standins.validators import (
 
 import bot
 from bot import escape
-from bot.autumna import parse_body, parse_lead
-from bot.config import Config, load_config
+from bot.config import Config
+from bot.loader import load_config
 from bot.models import Channel, Facts, Lead, Message, Target
+from bot.parse import parse_body, parse_lead
 from bot.render import Renderer
 from bot.rules import route
-from bot.view import format_day, format_moment
+from bot.view import format_day, format_moment, mailto_link, tel_link
 
 ROOT = Path(bot.__file__).resolve().parent.parent
 ROOT_RULES = ROOT / "rules.toml"
@@ -278,7 +279,13 @@ def test_an_email_only_referral_shows_the_email_but_not_the_phone(
     assert "permission to contact by email only" in shown.lower()
     assert "£350,000 – £450,000" in shown
     if channel is Channel.EMAIL:
-        assert email_of(message)[0]["Reply-To"] == EMAIL
+        # A tap on the address writes to the family; no Reply-To (README "Email that reaches
+        # the inbox"), so no out-of-office reply can go to them.
+        parsed, _, _, html_part = email_of(message)
+        assert "Reply-To" not in parsed
+        assert f'<a href="mailto:{EMAIL}">{EMAIL}</a>' in html_part
+    elif channel is Channel.SLACK:
+        assert f"<mailto:{EMAIL}|{EMAIL}>" in shown
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=str)
@@ -300,6 +307,54 @@ def test_direct_enquiries_show_both_contact_methods(renderer: Renderer, channel:
     shown = visible(render(renderer, published("4-call-back-request.json"), channel))
     assert PHONE in shown and EMAIL in shown
     assert "permission" not in shown.lower()
+
+
+def test_permitted_contact_details_are_links_a_phone_can_tap(renderer: Renderer) -> None:
+    lead = published("4-call-back-request.json")
+    _, _, _, html_part = email_of(render(renderer, lead, Channel.EMAIL))
+    assert f'<a href="tel:+441900000000">{PHONE}</a>' in html_part
+    assert f'<a href="mailto:{EMAIL}">{EMAIL}</a>' in html_part
+    slack = render(renderer, lead, Channel.SLACK).payload
+    shown = "\n".join(m["text"] for m in mrkdwn_objects(slack["blocks"]))
+    assert f"\n*Email:* <mailto:{EMAIL}|{EMAIL}>\n" in shown
+    assert f"\n*Phone:* {PHONE}\n" in shown  # Slack documents mailto: links, not tel:
+
+
+@pytest.mark.parametrize(
+    ("typed", "link"),
+    [
+        ("01900 000000", "tel:+441900000000"),
+        ("(01900) 000-000", "tel:+441900000000"),
+        ("+44 (0)1900 000000", "tel:+441900000000"),
+        ("0044 20 7946 0001", "tel:+442079460001"),
+        ("+1 (555) 123-4567", "tel:+15551234567"),
+        ("1900 000000", ""),  # no 0 or +: no telling which country
+        ("01900 000000 or 07700 900123", ""),
+        ("01900 000000 ext 2", ""),
+        ("<tel:123|call me>", ""),
+        ("٠١٩٠٠ ٠٠٠٠٠٠", ""),  # digits, but not the ones a dialler takes
+    ],
+)
+def test_a_phone_number_is_a_link_only_when_it_is_one_number(typed: str, link: str) -> None:
+    assert tel_link(typed) == link
+
+
+@pytest.mark.parametrize(
+    ("typed", "link"),
+    [
+        (" g.hughes@example.org ", "mailto:g.hughes@example.org"),
+        ("o'brien+care@example.co.uk", "mailto:o'brien+care@example.co.uk"),
+        ("a@b.example, x@evil.example", ""),
+        ('"Autumna" <support@evil.example>', ""),
+        ("x@evil.example (comment)", ""),
+        ("a@[127.0.0.1]", ""),
+        ("a..b@example.org", ""),
+        ("=?utf-8?q?a=0D=0ABcc:x@evil.example?=@b.example", ""),
+        ("zoë@example.org", ""),
+    ],
+)
+def test_an_address_is_a_link_only_when_it_is_one_plain_address(typed: str, link: str) -> None:
+    assert mailto_link(typed) == link
 
 
 PERSONAL = [
@@ -461,7 +516,9 @@ def test_slack_shows_hostile_text_as_text(renderer: Renderer, hostile: Lead) -> 
 def test_email_html_shows_hostile_text_as_text(renderer: Renderer, hostile: Lead) -> None:
     _, _, plain, html_part = email_of(render(renderer, hostile, Channel.EMAIL))
     assert "<script" not in html_part.lower()
-    assert 'href="https://evil' not in html_part and "<a " not in html_part
+    assert 'href="https://evil' not in html_part
+    # The one link is the enquirer's own address; "<tel:123|call me>" is no phone number.
+    assert re.findall(r"<a [^>]*>", html_part) == [f'<a href="mailto:{EMAIL}">']
     assert "<img" not in html_part
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_part
     assert "Tom &amp; Jerry" in html_part

@@ -34,9 +34,6 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
         msg["X-Priority"] = "1 (Highest)"
         msg["Importance"] = "High"
         msg["Priority"] = "urgent"
-    reply_to = _address(view.get("contact", {}).get("email", ""))
-    if reply_to is not None:
-        msg["Reply-To"] = reply_to
     msg.attach(MIMEText(parts["text"] + "\n", "plain", "utf-8"))
     msg.attach(MIMEText(str(parts["html"]), "html", "utf-8"))
     return msg  # type: ignore[no-any-return]
@@ -48,19 +45,6 @@ def _header(text: str) -> str | Header:
     return text if text.isascii() else Header(text, "utf-8")
 
 
-def _address(text: str) -> str | None:
-    """The enquirer's address as a Reply-To, only if it is exactly one plain ASCII address."""
-    local, _, domain = text.partition("@")
-    if (
-        not (local and domain and text.isascii() and text.isprintable())
-        or "@" in domain
-        or "." not in domain
-        or any(c in text for c in ' <>,;:"\\()[]=?')
-    ):
-        return None
-    return text
-
-
 def message_id(ref: str, sender: str) -> str:
     """The same for every attempt at one delivery, so a resend after a crash is recognisable."""
     domain = sender.rpartition("@")[2].rstrip(">").strip() or "leadbot.invalid"
@@ -68,13 +52,19 @@ def message_id(ref: str, sender: str) -> str:
 
 
 def stamp(message: Message, sender: str) -> Mime:
-    """Address the composed email for its target; the envelope headers are set once, here."""
+    """Address the composed email for its target; the envelope headers are set once, here,
+    for every email leadbot sends."""
     msg: Any = message.payload
     del msg["From"], msg["To"], msg["Date"], msg["Message-ID"]
+    del msg["Auto-Submitted"], msg["X-Auto-Response-Suppress"]
     msg["From"] = formataddr(parseaddr(sender), charset="utf-8")
     msg["To"] = _header(message.target.address)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id(message.ref, sender)
+    # No out-of-office or other automatic reply to an automatic email (RFC 3834 section 5);
+    # Exchange and Microsoft 365 go by X-Auto-Response-Suppress.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
     return msg  # type: ignore[no-any-return]
 
 

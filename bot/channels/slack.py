@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from .. import escape
+from ..claims import BUTTON_ACTION
 from ..failures import DeliveryError, slack_error
 from ..models import Message
 
@@ -33,25 +34,30 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
             },
         }
     ]
-    for name in ("body", "details"):
-        if parts[name]:
+    for name in ("escalation", "body", "details"):
+        if parts.get(name):
             blocks.append(_section(parts[name]))
-    if view.get("link"):
-        blocks.append(
+    buttons = []
+    claim, claiming = view.get("claim") or {}, view.get("claiming") or {}
+    if claiming.get("button") and not claim.get("claimed") and parts.get("button"):
+        buttons.append(
             {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open the lead"},
-                        "url": view["link"],
-                        "style": "primary",
-                    }
-                ],
+                "type": "button",
+                "action_id": BUTTON_ACTION,
+                "text": {"type": "plain_text", "text": escape.truncate(parts["button"], 75)},
+                "value": view["key"],
+                "style": "primary",
             }
         )
-    if parts["footer"]:
-        blocks.append({"type": "context", "elements": [_mrkdwn(parts["footer"])]})
+    if view.get("link"):
+        link = {"type": "button", "text": {"type": "plain_text", "text": "Open the lead"}}
+        link |= {"url": view["link"]} | ({} if buttons else {"style": "primary"})
+        buttons.append(link)
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    for name in ("claim", "footer"):
+        if parts.get(name):
+            blocks.append({"type": "context", "elements": [_mrkdwn(parts[name])]})
     return {
         "text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
         "blocks": blocks,
@@ -76,10 +82,19 @@ class SlackChannel:
         )
 
     def send(self, message: Message) -> str:
-        payload = message.payload
+        """Post (or, for an edit, update; for a note to one person, post ephemerally); returns
+        where the message is: "<channel id>/<ts>"."""
+        payload = dict(message.payload)
+        channel = message.target.address
         try:
+            if "ts" in payload:  # an edit: the lead was claimed
+                response = self.client.chat_update(channel=channel, **payload)
+                return f"edited {response.get('channel', channel)}/{response.get('ts', '')}"
+            if "user" in payload:  # only this person sees it
+                response = self.client.chat_postEphemeral(channel=channel, **payload)
+                return f"ephemeral {response.get('message_ts', '')}"
             response = self.client.chat_postMessage(
-                channel=message.target.address,
+                channel=channel,
                 metadata={"event_type": EVENT_TYPE, "event_payload": {"ref": message.ref}},
                 **payload,
             )
@@ -89,14 +104,15 @@ class SlackChannel:
             raise DeliveryError(
                 f"could not reach Slack ({type(exc).__name__})", True, unknown=not _never_sent(exc)
             ) from None
-        return str(response.get("ts", ""))
+        return f"{response.get('channel', '')}/{response.get('ts', '')}"
 
-    def already_sent(self, message: Message, limit: int = 200) -> bool:
-        """After a crash mid-send: is this message in the channel's recent history already?"""
+    def already_sent(self, message: Message, limit: int = 200) -> str:
+        """After a crash mid-send: is this message in the channel's recent history already?
+        Returns where it is ("<channel id>/<ts>"), or "" if it is not there."""
         try:
             channel = self._channel_id(message.target.address)
             if channel is None:
-                return False
+                return ""
             history = self.client.conversations_history(
                 channel=channel, limit=limit, include_all_metadata=True
             )
@@ -113,7 +129,7 @@ class SlackChannel:
                 message.target.address,
                 failure.reason,
             )
-            return False
+            return ""
         except Exception as exc:
             raise DeliveryError(f"could not reach Slack ({type(exc).__name__})", True) from None
         messages: list[dict[str, Any]] = history.get("messages", [])
@@ -123,8 +139,8 @@ class SlackChannel:
                 meta.get("event_type") == EVENT_TYPE
                 and (meta.get("event_payload") or {}).get("ref") == message.ref
             ):
-                return True
-        return False
+                return f"{channel}/{item.get('ts', '')}"
+        return ""
 
     def _channel_id(self, address: str) -> str | None:
         if address[:1] in ("U", "W"):

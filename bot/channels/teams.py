@@ -30,9 +30,15 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
             **({"color": "Attention"} if view.get("urgent") else {}),
         }
     ]
+    if parts.get("escalation"):
+        body.append(
+            {"type": "TextBlock", "text": parts["escalation"], "wrap": True, "color": "Attention"}
+        )
     for name in ("body", "details"):
         if parts[name]:
             body.append({"type": "TextBlock", "text": parts[name], "wrap": True})
+    if parts.get("claim"):
+        body.append({"type": "TextBlock", "text": parts["claim"], "wrap": True, "isSubtle": True})
     if parts["footer"]:
         body.append(
             {

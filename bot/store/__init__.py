@@ -1,6 +1,7 @@
 """Remember: every SQL statement lives in this package (SQLite through sqlite-utils), one file
 per concern: schema.py (tables and migrations), leads.py, queue.py (the delivery queue),
-polls.py (poll health and notices), retention.py.
+claims.py (claims, escalation steps, Slack messages), polls.py (poll health and notices),
+retention.py.
 
 A lead and all its deliveries are written in one transaction before anything is sent; a delivery
 is marked `sending` before its attempt and `sent` after, so a restart knows exactly which
@@ -15,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from .claims import Claims
 from .leads import Leads
 from .polls import Polls
 from .retention import Retention
@@ -23,7 +25,7 @@ from .schema import migrations
 __all__ = ["Store"]
 
 
-class Store(Leads, Polls, Retention):
+class Store(Leads, Claims, Polls, Retention):
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
         memory = str(path) == ":memory:"

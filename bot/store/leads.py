@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..models import NewLead, Routed, Unreadable
-from .queue import Queue
+from .queue import Queue, target_json
 
 
 class Leads(Queue):
@@ -49,7 +49,20 @@ class Leads(Queue):
                         lead.raw,
                     ),
                 )
-                self._add_deliveries(lead.key, item.targets, item.urgent, now)
+                self._add_deliveries(lead.key, item.targets, item.urgent, now, item.due)
+                for step in item.steps:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO escalations (lead, step, after, due_at, targets, "
+                        "anytime, status) VALUES (?,?,?,?,?,?, 'waiting')",
+                        (
+                            lead.key,
+                            step.step,
+                            step.after,
+                            step.due_at,
+                            json.dumps([target_json(t, r) for t, r in step.targets]),
+                            int(step.anytime),
+                        ),
+                    )
             for record, targets in unreadable:
                 self.db.execute(
                     "INSERT OR IGNORE INTO leads (key, account, seen_at, announced, unreadable, "

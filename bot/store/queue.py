@@ -4,7 +4,7 @@ recorded after it, so a restart knows exactly which outcomes are unknown."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..models import Channel, Delivery, Status, Target
@@ -19,7 +19,9 @@ class Queue:
         targets: Iterable[tuple[Target, tuple[str, ...]]],
         urgent: bool,
         now: float,
+        due: Mapping[str, float] | None = None,
     ) -> None:
+        """`due`: target key -> when it may go (outside its hours: the next opening)."""
         for target, reasons in targets:
             self.db.execute(
                 "INSERT OR IGNORE INTO deliveries (subject, channel, address, label, privacy, "
@@ -34,7 +36,7 @@ class Queue:
                     Status.PENDING,
                     int(urgent),
                     now,
-                    now,
+                    due.get(target.key, now) if due else now,
                     json.dumps(list(reasons)),
                 ),
             )
@@ -45,9 +47,10 @@ class Queue:
         targets: Iterable[tuple[Target, tuple[str, ...]]],
         urgent: bool,
         now: float,
+        due: Mapping[str, float] | None = None,
     ) -> None:
         with self.db.atomic():
-            self._add_deliveries(subject, targets, urgent, now)
+            self._add_deliveries(subject, targets, urgent, now, due)
 
     def due(self, now: float, exclude: Collection[int] = ()) -> list[Delivery]:
         """Every delivery due now, most pressing first (but those in `exclude`)."""
@@ -213,3 +216,22 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         reasons=tuple(json.loads(row["reasons"])),
         in_doubt=bool(row["in_doubt"]),
     )
+
+
+def target_json(target: Target, reasons: tuple[str, ...]) -> dict[str, Any]:
+    """A target as escalation steps keep it until they fire."""
+    return {
+        "channel": str(target.channel),
+        "address": target.address,
+        "label": target.label,
+        "privacy": target.privacy,
+        "hours": target.hours,
+        "reasons": list(reasons),
+    }
+
+
+def target_of(data: dict[str, Any]) -> tuple[Target, tuple[str, ...]]:
+    target = Target(
+        Channel(data["channel"]), data["address"], data["label"], data["privacy"], data["hours"]
+    )
+    return target, tuple(data["reasons"])

@@ -84,3 +84,42 @@ def v1_schema(db: Any) -> None:
     ):
         if column not in db["deliveries"].columns_dict:
             db["deliveries"].add_column(column, kind, not_null_default=default)
+
+
+@migrations()
+def v2_claims(db: Any) -> None:
+    """Claims, escalation steps, and where each lead's Slack messages are (for edits and for
+    finding a reaction or a reply)."""
+    db.executescript(
+        """
+        CREATE TABLE claims (
+            lead TEXT PRIMARY KEY,         -- the lead key
+            by_name TEXT NOT NULL,         -- the person: a Slack name or id, or as typed
+            by_id TEXT NOT NULL DEFAULT '',-- their Slack user id, for claims made in Slack
+            via TEXT NOT NULL,             -- slack-button, slack-reaction, slack-reply, cli, web
+            claimed_at REAL NOT NULL,
+            seconds_to_claim REAL NOT NULL -- from the lead's arrival at Autumna (else first seen)
+        );
+        CREATE TABLE escalations (
+            id INTEGER PRIMARY KEY,
+            lead TEXT NOT NULL,
+            step INTEGER NOT NULL,         -- 1, 2, ... in the order of `after`
+            after REAL NOT NULL,           -- seconds, as rules.toml says
+            due_at REAL NOT NULL,          -- when it fires if still unclaimed (open time counted)
+            targets TEXT NOT NULL,         -- JSON: each target with the rules that chose it
+            anytime INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,          -- waiting, fired, stopped (claimed first)
+            fired_at REAL,
+            UNIQUE (lead, step)
+        );
+        CREATE INDEX escalations_due ON escalations (status, due_at);
+        CREATE TABLE slack_messages (
+            channel TEXT NOT NULL,         -- the conversation id Slack answered with
+            ts TEXT NOT NULL,
+            delivery INTEGER NOT NULL,     -- the delivery that posted it
+            lead TEXT NOT NULL,
+            PRIMARY KEY (channel, ts)
+        );
+        CREATE INDEX slack_messages_by_lead ON slack_messages (lead);
+        """
+    )

@@ -6,6 +6,11 @@ from the query string, a form-encoded body or a JSON body (slack_sdk sends
 ``chat.postMessage`` as JSON and ``conversations.history`` as a GET query), and the token
 from ``Authorization: Bearer`` (or a ``token`` form/query argument, never from JSON, as
 Slack documents).
+
+Besides what leadbot posts, it keeps what people do to those messages: a test makes
+someone react (``add_reaction``) or reply in the thread (``add_reply``), and leadbot reads
+it back with ``reactions.get`` and ``conversations.replies``. ``apps.connections.open``
+hands out the URLs of a Socket Mode stand-in (``slack.socket_mode = socket``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from . import FaultQueue, HttpRequest, HttpResponse, LoopbackHTTPServer, RateWindow
@@ -52,6 +57,7 @@ class SlackMessage:
     unfurl_media: bool | None
     body: bytes  # the raw request body
     args: dict[str, Any]  # every argument after decoding
+    edited: str | None = None  # when chat.update last changed it (a ts)
 
     def as_api(self, *, with_metadata: bool) -> dict[str, Any]:
         """The message as Slack returns it in chat.postMessage and conversations.history."""
@@ -72,7 +78,66 @@ class SlackMessage:
             message["thread_ts"] = self.thread_ts
         if with_metadata and self.metadata is not None:
             message["metadata"] = self.metadata
+        if self.edited is not None:
+            message["edited"] = {"user": BOT_USER_ID, "ts": self.edited}
         return message
+
+
+@dataclass(frozen=True)
+class SlackReply:
+    """A thread reply a test added in someone else's name: a person, or a bot (``bot_id``)."""
+
+    channel: str
+    thread_ts: str
+    ts: str
+    user: str
+    text: str
+    bot_id: str | None = None
+
+    def as_api(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": self.user,
+            "team": TEAM_ID,
+            "text": self.text,
+            "ts": self.ts,
+            "thread_ts": self.thread_ts,
+            "parent_user_id": BOT_USER_ID,  # replies only hang under leadbot's messages here
+        }
+        if self.bot_id is not None:
+            message["bot_id"] = self.bot_id
+        return message
+
+
+@dataclass(frozen=True)
+class SlackUpdate:
+    """One chat.update the stand-in accepted, and the message as it left it."""
+
+    channel: str
+    ts: str
+    message: SlackMessage
+    body: bytes
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlackEphemeral:
+    """A message chat.postEphemeral accepted: shown to ``user`` only, never in history."""
+
+    channel: str
+    user: str
+    text: str | None
+    blocks: list[dict[str, Any]] | None
+    attachments: list[dict[str, Any]] | None
+    thread_ts: str | None
+    message_ts: str
+    args: dict[str, Any]
+
+
+class SocketModeUrls(Protocol):
+    """Where apps.connections.open gets its WebSocket URLs (a Socket Mode stand-in)."""
+
+    def new_url(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -137,11 +202,21 @@ def _json_arg(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+Posted = SlackMessage | SlackReply
+
+
 class SlackStandin(LoopbackHTTPServer):
     """A Slack Web API on 127.0.0.1: ``with SlackStandin() as slack: WebClient(base_url=...)``.
 
-    Methods: chat.postMessage, conversations.history, conversations.open,
-    conversations.list and auth.test; anything else answers ``unknown_method``.
+    Methods: chat.postMessage, chat.update, chat.postEphemeral, conversations.history,
+    conversations.replies, conversations.open, conversations.list, reactions.get,
+    auth.test and apps.connections.open; anything else answers ``unknown_method``.
+
+    Tokens: ``token`` (a bot token) for every method but apps.connections.open, which takes
+    ``app_token`` (``xapp-``) and only in the Authorization header; each of the two answers
+    ``not_allowed_token_type`` where the other is expected, any other token
+    ``invalid_auth``. apps.connections.open answers ``socket_mode.new_url()`` (or
+    ``socket_mode()`` for a plain callable).
 
     Channels: an id (C…, G…, D…), a user id (U…/W…, posting into that user's DM channel
     "D" + suffix) or a name ("#name" or "name"). Unknown names and ids are created on
@@ -162,9 +237,15 @@ class SlackStandin(LoopbackHTTPServer):
         strict_channels: bool = False,
         channels: tuple[str, ...] = ("general",),
         rate_limit_per_channel: float | None = None,
+        app_token: str = "xapp-test",
+        socket_mode: SocketModeUrls | Callable[[], str] | None = None,
     ) -> None:
         super().__init__()
+        if not app_token.startswith("xapp-"):
+            raise ValueError("an app-level token starts with xapp-")
         self.token = token
+        self.app_token = app_token
+        self.socket_mode = socket_mode
         self.strict_channels = strict_channels
         self._initial_channels = channels
         self._limit = rate_limit_per_channel
@@ -176,6 +257,11 @@ class SlackStandin(LoopbackHTTPServer):
             "conversations.open": self._open,
             "conversations.list": self._list,
             "auth.test": self._auth_test,
+            "apps.connections.open": self._connections_open,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "reactions.get": self._reactions_get,
+            "conversations.replies": self._replies_of,
         }
         self.reset()
 
@@ -213,12 +299,80 @@ class SlackStandin(LoopbackHTTPServer):
             found = self._lookup(channel)
             return found.id if found else None
 
+    def message(self, channel: str, ts: str) -> SlackMessage:
+        """One of leadbot's messages as it stands now, after any chat.update."""
+        with self._lock:
+            found = self._find(channel, ts)
+        if not isinstance(found, SlackMessage):
+            raise KeyError(f"leadbot posted no message {ts} in {channel}")
+        return found
+
+    @property
+    def updates(self) -> list[SlackUpdate]:
+        """Every chat.update accepted, in order."""
+        with self._lock:
+            return list(self._updates)
+
+    def updates_for(self, channel: str, ts: str) -> list[SlackUpdate]:
+        """The history of one message's updates, oldest first."""
+        with self._lock:
+            found = self._lookup(channel)
+            return [u for u in self._updates if found and (u.channel, u.ts) == (found.id, ts)]
+
+    @property
+    def ephemerals(self) -> list[SlackEphemeral]:
+        with self._lock:
+            return list(self._ephemerals)
+
+    def reactions(self, channel: str, ts: str) -> dict[str, list[str]]:
+        """Reaction name -> the users who reacted, in the order they did."""
+        with self._lock:
+            found = self._lookup(channel)
+            key = (found.id if found else channel, ts)
+            return {name: list(users) for name, users in self._reactions.get(key, {}).items()}
+
     # --- what tests change -----------------------------------------------------------
 
     def add_channel(self, name: str, *, private: bool = False) -> str:
         """Create a channel (idempotent) and return its id."""
         with self._lock:
             return self._create(name.removeprefix("#"), private=private).id
+
+    def add_reaction(self, channel: str, ts: str, name: str, user: str) -> None:
+        """Make ``user`` (a person, or ``BOT_USER_ID``) react with ``name`` to a message."""
+        with self._lock:
+            found = self._existing(channel, ts)
+            users = self._reactions.setdefault((found.channel, ts), {}).setdefault(
+                name.strip(":"), []
+            )
+            if user not in users:  # one reaction per person and emoji, as in Slack
+                users.append(user)
+
+    def remove_reaction(self, channel: str, ts: str, name: str, user: str) -> None:
+        with self._lock:
+            found = self._existing(channel, ts)
+            reactions = self._reactions.get((found.channel, ts), {})
+            users = reactions.get(name.strip(":"), [])
+            if user in users:
+                users.remove(user)
+            if not users:
+                reactions.pop(name.strip(":"), None)
+
+    def add_reply(
+        self, channel: str, thread_ts: str, user: str, text: str, bot_id: str | None = None
+    ) -> str:
+        """Reply in the thread of one of leadbot's messages as ``user``; return the reply's ts.
+
+        ``bot_id`` makes it another bot's reply (leadbot's own is ``BOT_ID``).
+        """
+        with self._lock:
+            parent = self._existing(channel, thread_ts)
+            if not isinstance(parent, SlackMessage) or parent.thread_ts not in (None, parent.ts):
+                raise ValueError(f"{thread_ts} is not a thread leadbot started in {channel}")
+            reply = SlackReply(parent.channel, thread_ts, self._next_ts(), user, text, bot_id)
+            self._replies.append(reply)
+            self._threads.add((reply.channel, thread_ts))
+            return reply.ts
 
     def fail_next(
         self,
@@ -255,10 +409,17 @@ class SlackStandin(LoopbackHTTPServer):
                 self._channel_failures[channel] = error
 
     def reset(self) -> None:
-        """Forget messages, requests, faults and counters; channels go back to the start."""
+        """Forget messages, replies, reactions, updates, requests, faults and counters;
+        channels go back to the start."""
         self._faults.clear()
         with self._lock:
             self._messages: list[SlackMessage] = []
+            self._current: dict[tuple[str, str], SlackMessage] = {}  # after chat.update
+            self._replies: list[SlackReply] = []
+            self._threads: set[tuple[str, str]] = set()  # (channel, ts) of parents with replies
+            self._updates: list[SlackUpdate] = []
+            self._ephemerals: list[SlackEphemeral] = []
+            self._reactions: dict[tuple[str, str], dict[str, list[str]]] = {}
             self._requests: list[str] = []
             self._ratelimited: Counter[str] = Counter()
             self._channel_failures: dict[str, str] = {}
@@ -292,11 +453,24 @@ class SlackStandin(LoopbackHTTPServer):
         handler = self._methods.get(method)
         if handler is None:
             return _error("unknown_method", req_method=method)
-        if token is None:
-            return _error("not_authed")
-        if token != self.token:
-            return _error("invalid_auth")
+        bearer = request.headers.get("Authorization", "").startswith("Bearer ")
+        problem = self._token_problem(method, token, bearer=bearer)
+        if problem is not None:
+            return _error(problem)
         return handler(args, request.body)
+
+    def _token_problem(self, method: str, token: str | None, *, bearer: bool) -> str | None:
+        if token is None:
+            return "not_authed"
+        wants_app_token = method == "apps.connections.open"
+        expected, other = (
+            (self.app_token, self.token) if wants_app_token else (self.token, self.app_token)
+        )
+        if token == other:
+            return "not_allowed_token_type"
+        if token != expected or (wants_app_token and not bearer):
+            return "invalid_auth"  # Slack takes app tokens from the Authorization header only
+        return None
 
     def _arguments(self, request: HttpRequest) -> tuple[dict[str, Any] | str, str | None]:
         """Decoded arguments (or an error code) and the token presented."""
@@ -396,6 +570,80 @@ class SlackStandin(LoopbackHTTPServer):
             return found_a.id == found_b.id
         return a.removeprefix("#") == b.removeprefix("#")
 
+    def _channel_failure(self, channel: _Channel) -> str | None:
+        for ref, error in self._channel_failures.items():
+            if self._same_channel(ref, channel.id):
+                return error
+        return None
+
+    # --- messages (call with the lock held) ------------------------------------------
+
+    def _find(self, channel: str, ts: str) -> Posted | None:
+        """A message (leadbot's, as it stands now, or a reply) by channel reference and ts."""
+        found = self._lookup(channel)
+        if found is None:
+            return None
+        if (found.id, ts) in self._current:
+            return self._current[(found.id, ts)]
+        return next((r for r in self._replies if (r.channel, r.ts) == (found.id, ts)), None)
+
+    def _existing(self, channel: str, ts: str) -> Posted:
+        found = self._find(channel, ts)
+        if found is None:
+            raise KeyError(f"no message {ts} in {channel}")
+        return found
+
+    def _message_arg(self, args: dict[str, Any], ts_arg: str, missing: str) -> Posted | str:
+        """The message that ``channel`` (an id, as Slack wants here) and ``ts_arg`` name,
+        or the error code: channel_not_found, or ``missing`` for the ts."""
+        channel = self._channels.get(str(args.get("channel") or ""))
+        if channel is None:
+            return "channel_not_found"
+        return self._find(channel.id, str(args.get(ts_arg) or "")) or missing
+
+    def _thread_of(self, channel_id: str, thread_ts: str) -> list[Posted]:
+        """A thread's parent, then its replies (leadbot's and others') oldest first."""
+        replies: list[Posted] = [
+            m
+            for m in self._current.values()
+            if m.channel == channel_id and m.thread_ts == thread_ts
+        ]
+        replies += [r for r in self._replies if (r.channel, r.thread_ts) == (channel_id, thread_ts)]
+        parent = self._current[(channel_id, thread_ts)]
+        return [
+            parent,
+            *sorted((r for r in replies if r.ts != thread_ts), key=lambda r: float(r.ts)),
+        ]
+
+    def _render(self, message: Posted, *, with_metadata: bool) -> dict[str, Any]:
+        """A message as Slack shows it now: with its reactions, and a thread's summary on
+        its parent."""
+        if isinstance(message, SlackReply):
+            data = message.as_api()
+        else:
+            data = message.as_api(with_metadata=with_metadata)
+            is_reply = message.thread_ts not in (None, message.ts)
+            if is_reply:
+                data["parent_user_id"] = BOT_USER_ID
+            has_thread = not is_reply and (message.channel, message.ts) in self._threads
+            replies = self._thread_of(message.channel, message.ts)[1:] if has_thread else []
+            if replies:
+                users = list(dict.fromkeys(_author(r) for r in replies))
+                data.update(
+                    thread_ts=message.ts,
+                    reply_count=len(replies),
+                    reply_users=users,
+                    reply_users_count=len(users),
+                    latest_reply=replies[-1].ts,
+                )
+        reactions = self._reactions.get((message.channel, message.ts))
+        if reactions:
+            data["reactions"] = [
+                {"name": name, "users": list(users), "count": len(users)}
+                for name, users in reactions.items()
+            ]
+        return data
+
     def _next_ts(self) -> str:
         """Slack-style "seconds.micros" timestamps, strictly increasing."""
         micros = max(int(time.time() * 1_000_000), self._last_ts + 1)
@@ -410,9 +658,9 @@ class SlackStandin(LoopbackHTTPServer):
             channel = self._resolve_for_post(channel_arg) if channel_arg else None
             if channel is None:
                 return _error("channel_not_found")
-            for ref, error in self._channel_failures.items():
-                if self._same_channel(ref, channel.id):
-                    return _error(error)
+            failure = self._channel_failure(channel)
+            if failure is not None:
+                return _error(failure)
             try:
                 blocks = _json_arg(args.get("blocks"))
                 attachments = _json_arg(args.get("attachments"))
@@ -443,6 +691,9 @@ class SlackStandin(LoopbackHTTPServer):
                 args=dict(args),
             )
             self._messages.append(message)
+            self._current[(message.channel, message.ts)] = message
+            if message.thread_ts is not None:
+                self._threads.add((message.channel, message.thread_ts))
         return _ok(channel=channel.id, ts=message.ts, message=message.as_api(with_metadata=True))
 
     def _history(self, args: dict[str, Any], body: bytes) -> HttpResponse:
@@ -452,7 +703,9 @@ class SlackStandin(LoopbackHTTPServer):
             if channel is None:
                 return _error("channel_not_found")
             messages = [
-                m for m in self._messages if m.channel == channel.id and m.thread_ts in (None, m.ts)
+                self._current[(m.channel, m.ts)]
+                for m in self._messages
+                if m.channel == channel.id and m.thread_ts in (None, m.ts)
             ]
         try:
             limit = min(max(int(args.get("limit", 100)), 1), 999)
@@ -473,8 +726,10 @@ class SlackStandin(LoopbackHTTPServer):
         selected = [m for m in reversed(messages) if in_range(float(m.ts)) and float(m.ts) < before]
         page, rest = selected[:limit], selected[limit:]
         with_metadata = _truthy(args.get("include_all_metadata", False))
+        with self._lock:
+            rendered = [self._render(m, with_metadata=with_metadata) for m in page]
         data: dict[str, Any] = {
-            "messages": [m.as_api(with_metadata=with_metadata) for m in page],
+            "messages": rendered,
             "has_more": bool(rest),
             "pin_count": 0,
         }
@@ -510,6 +765,130 @@ class SlackStandin(LoopbackHTTPServer):
             response_metadata={"next_cursor": next_cursor},
         )
 
+    def _update(self, args: dict[str, Any], body: bytes) -> HttpResponse:
+        """Text replaced when given; blocks and attachments kept unless given (``[]`` clears)."""
+        with self._lock:
+            found = self._message_arg(args, "ts", missing="message_not_found")
+            if isinstance(found, str):
+                return _error(found)
+            if isinstance(found, SlackReply):
+                return _error("cant_update_message")  # someone else's message
+            if not any(k in args for k in ("text", "blocks", "attachments")):
+                return _error("no_text")
+            try:
+                changes: dict[str, Any] = {
+                    key: _json_arg(args[key])
+                    for key in ("blocks", "attachments", "metadata")
+                    if key in args
+                }
+            except ValueError:
+                return _error("invalid_arguments")
+            if "text" in args:
+                changes["text"] = args["text"]
+            updated = replace(found, **changes, edited=self._next_ts())
+            problem = _content_problem(
+                updated.text, updated.blocks, updated.attachments, updated.metadata
+            )
+            if problem:
+                return _error(problem)
+            updated = replace(
+                updated, blocks=updated.blocks or None, attachments=updated.attachments or None
+            )
+            self._current[(updated.channel, updated.ts)] = updated
+            self._updates.append(SlackUpdate(updated.channel, updated.ts, updated, body, args))
+            message = self._render(updated, with_metadata=True)
+        return _ok(channel=updated.channel, ts=updated.ts, text=updated.text or "", message=message)
+
+    def _post_ephemeral(self, args: dict[str, Any], body: bytes) -> HttpResponse:
+        channel_arg = str(args.get("channel") or "")
+        user = str(args.get("user") or "")
+        with self._lock:
+            channel = self._resolve_for_post(channel_arg) if channel_arg else None
+            if channel is None:
+                return _error("channel_not_found")
+            if not _USER_ID.match(user):
+                return _error("user_not_found")
+            failure = self._channel_failure(channel)
+            if failure is not None:
+                return _error(failure)
+            try:
+                blocks = _json_arg(args.get("blocks"))
+                attachments = _json_arg(args.get("attachments"))
+            except ValueError:
+                return _error("invalid_arguments")
+            problem = _content_problem(args.get("text"), blocks, attachments, None)
+            if problem:
+                return _error(problem)
+            ephemeral = SlackEphemeral(
+                channel=channel.id,
+                user=user,
+                text=args.get("text"),
+                blocks=blocks,
+                attachments=attachments,
+                thread_ts=str(args["thread_ts"]) if args.get("thread_ts") else None,
+                message_ts=self._next_ts(),
+                args=dict(args),
+            )
+            self._ephemerals.append(ephemeral)
+        return _ok(message_ts=ephemeral.message_ts)
+
+    def _reactions_get(self, args: dict[str, Any], body: bytes) -> HttpResponse:
+        if not args.get("channel") or not args.get("timestamp"):
+            return _error("no_item_specified")
+        with self._lock:
+            found = self._message_arg(args, "timestamp", missing="message_not_found")
+            if isinstance(found, str):
+                return _error(found)
+            message = self._render(found, with_metadata=False)
+        message["permalink"] = (
+            f"https://leadbot-test.slack.com/archives/{found.channel}/p{found.ts.replace('.', '')}"
+        )
+        return _ok(type="message", channel=found.channel, message=message)
+
+    def _replies_of(self, args: dict[str, Any], body: bytes) -> HttpResponse:
+        """The parent first, then the replies in ``(oldest, latest)``, in pages of ``limit``."""
+        try:
+            limit = min(max(int(args.get("limit", 1000)), 1), 1000)
+            start = int(_decode_cursor(args.get("cursor"), "offset") or 0)
+            inclusive = _truthy(args.get("inclusive", False))
+            oldest = float(args.get("oldest") or 0)
+            latest = float(args["latest"]) if args.get("latest") else float("inf")
+        except binascii.Error:
+            return _error("invalid_cursor")
+        except ValueError:
+            return _error("invalid_arguments")
+        with_metadata = _truthy(args.get("include_all_metadata", False))
+        with self._lock:
+            found = self._message_arg(args, "ts", missing="thread_not_found")
+            if isinstance(found, str):
+                return _error(found)
+            thread_ts = found.thread_ts or found.ts
+            if (found.channel, thread_ts) not in self._current:
+                return _error("thread_not_found")  # a reply to a message leadbot never posted
+            parent, *replies = self._thread_of(found.channel, thread_ts)
+            replies = [
+                r
+                for r in replies
+                if (oldest <= float(r.ts) <= latest if inclusive else oldest < float(r.ts) < latest)
+            ]
+            items = [parent, *replies]
+            page = [
+                self._render(m, with_metadata=with_metadata) for m in items[start : start + limit]
+            ]
+        more = start + limit < len(items)
+        data: dict[str, Any] = {"messages": page, "has_more": more}
+        if more:
+            data["response_metadata"] = {
+                "next_cursor": _encode_cursor("offset", str(start + limit))
+            }
+        return _ok(**data)
+
+    def _connections_open(self, args: dict[str, Any], body: bytes) -> HttpResponse:
+        source = self.socket_mode
+        if source is None:
+            return _error("internal_error", detail="no Socket Mode stand-in: set socket_mode")
+        return _ok(url=source() if callable(source) else source.new_url())
+
     def _auth_test(self, args: dict[str, Any], body: bytes) -> HttpResponse:
         return _ok(
             url="https://leadbot-test.slack.com/",
@@ -520,6 +899,10 @@ class SlackStandin(LoopbackHTTPServer):
             bot_id=BOT_ID,
             is_enterprise_install=False,
         )
+
+
+def _author(message: Posted) -> str:
+    return message.user if isinstance(message, SlackReply) else BOT_USER_ID
 
 
 def _kind(channel: _Channel) -> str:
