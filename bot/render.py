@@ -41,6 +41,7 @@ from .view import base_view, context_view, lead_view
 # earlier one's output as `parts.<name>`.
 BLOCKS: dict[Channel, dict[str, str]] = {
     Channel.SLACK: {
+        "mark": "plain",
         "header": "plain",
         "text": "slack",
         "escalation": "slack",
@@ -52,6 +53,7 @@ BLOCKS: dict[Channel, dict[str, str]] = {
         "footer": "slack",
     },
     Channel.EMAIL: {
+        "mark": "line",
         "details_text": "plain",
         "details_html": "html",
         "escalation_text": "plain",
@@ -63,6 +65,7 @@ BLOCKS: dict[Channel, dict[str, str]] = {
         "html": "html",
     },
     Channel.TEAMS: {
+        "mark": "markdown",
         "title": "markdown",
         "escalation": "markdown",
         "body": "markdown",

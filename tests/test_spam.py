@@ -29,7 +29,7 @@ import pytest
 from hostile import CORPUS, POISON_RECORDS, email_bytes, poisoned_body, routed_facts
 
 from bot.config import PRIVACY_LEVELS, Config
-from bot.models import CATEGORY_NAMES, Category, Channel, Facts, Lead, Target
+from bot.models import CATEGORY_NAMES, Category, Channel, Claim, Context, Facts, Lead, Target
 from bot.parse import parse_body
 from bot.render import SAMPLE, Renderer
 from bot.rules import route
@@ -179,6 +179,16 @@ def every_email(config: Config) -> dict[str, bytes]:
     for path, urgent in itertools.product(PUBLISHED, (False, True)):
         name = f"published {path.stem}{flags(urgent)} with a lead link"
         emails[name] = email_bytes(linked.render(published(path), sales(), Facts(urgent), name))
+    # Escalations and claimed leads, in each way of claiming (Slack button, reaction, none).
+    step = Context(escalation_step=2, waited=3900, told=("#rose-lodge", "amira@rosecare.example"))
+    claimed = Context(claim=Claim("Amira Khan", "U024BE7LH", "slack-button", 1.8e9, 720))
+    for claiming, path, urgent in itertools.product(
+        ("button", "reaction", ""), PUBLISHED, (False, True)
+    ):
+        lead, by = published(path), Renderer(config, claiming)
+        for what, context in (("escalation", step), ("claimed", claimed)):
+            name = f"{what} of {path.stem}{flags(urgent)} (claims: {claiming or 'command'})"
+            emails[name] = email_bytes(by.render(lead, sales(), Facts(urgent), name, context))
     ops = Target(Channel.EMAIL, "ops@rosecare.example", "ops", "full")
     for title, text in notices():
         name = f"notice: {title}"
