@@ -140,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     )
     claim.add_argument("lead", metavar="KEY", help="the lead, e.g. 4:2000")
     claim.add_argument("--by", required=True, metavar="NAME", help="who will call them")
+    claim.add_argument("--demo", action="store_true", help="a lead in the demo's database")
     claim.set_defaults(command="claim")
 
     status = sub.add_parser("status", parents=[common], help="recent leads and their deliveries")

@@ -48,10 +48,20 @@ class Privacy:
     slack: str = "full"
     teams: str = "full"
     email: str = "full"
+    web: str = "minimal"  # what the web console shows of a lead
     retention: timedelta = timedelta(days=90)
 
     def level(self, channel: Channel) -> str:
         return str(getattr(self, channel.value))
+
+
+@dataclass(frozen=True, slots=True)
+class Web:
+    """The web console inside `leadbot run`, and the claim links in messages."""
+
+    listen: str = "127.0.0.1:8787"  # "" turns the console off; env LEADBOT_WEB_LISTEN wins
+    public_url: str = ""  # where people reach the console; "" adds no claim links
+    link_days: int = 7  # a claim link expires after this many days
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +144,7 @@ class Config:
     hours: dict[str, Hours] = field(default_factory=dict)  # [hours.<name>]
     nation: str = "england"  # for bank holidays; a home's own `nation` attribute wins
     claims: Claims = Claims()
+    web: Web = Web()
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
     # (service id, "home.<attribute>") -> its targets, resolved once when the config is loaded

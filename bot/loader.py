@@ -57,6 +57,7 @@ TOP_KEYS = (
     "rules",
     "hours",
     "claims",
+    "web",
 )
 
 
@@ -75,7 +76,9 @@ class Loader(ConditionChecks, TimingChecks):
             raw, "polling", ("interval", "overlap", "lookback", "history", "alert_after")
         )
         retries = self.table(raw, "retries", ("first", "cap", "give_up"))
-        privacy = self.privacy(self.table(raw, "privacy", ("slack", "teams", "email", "retention")))
+        privacy = self.privacy(
+            self.table(raw, "privacy", ("slack", "teams", "email", "web", "retention"))
+        )
         email = self.table(raw, "email", ("host", "port", "sender", "tls", "ca_file"))
         routing = self.table(raw, "routing", ("fallback", "ops"))
         hours = self.hours(raw.get("hours", {}))
@@ -84,6 +87,7 @@ class Loader(ConditionChecks, TimingChecks):
         destinations = self.destinations(raw.get("destinations", {}), privacy, hours)
         rules = self.rules(raw.get("rules", []), homes, destinations)
         claims = self.claims(self.table(raw, "claims", ("reaction", "check_every", "lookback")))
+        web = self.web(self.table(raw, "web", ("listen", "public_url", "link_days")))
         fallback = self.reference(routing, "routing.fallback", destinations, required=True)
         ops = self.reference(routing, "routing.ops", destinations, required=False)
         config = Config(
@@ -105,6 +109,7 @@ class Loader(ConditionChecks, TimingChecks):
             hours=hours,
             nation=self.nation("group.nation", group.get("nation", "england")),
             claims=claims,
+            web=web,
             warnings=tuple(self.warnings),
             secret_vars=frozenset(self.secret_vars),
             home_destinations={
@@ -292,13 +297,11 @@ class Loader(ConditionChecks, TimingChecks):
 
     def privacy(self, raw: dict[str, Any]) -> Privacy:
         levels = {}
-        for channel in Channel:
-            level = raw.get(channel.value, "full")
+        for name in [c.value for c in Channel] + ["web"]:
+            level = raw.get(name, "minimal" if name == "web" else "full")
             if level not in PRIVACY_LEVELS:
-                self.error(
-                    f"privacy.{channel.value}", f"expected one of {', '.join(PRIVACY_LEVELS)}"
-                )
-            levels[channel.value] = str(level)
+                self.error(f"privacy.{name}", f"expected one of {', '.join(PRIVACY_LEVELS)}")
+            levels[name] = str(level)
         retention = (
             self.duration("privacy", raw, "retention") if "retention" in raw else timedelta(days=90)
         )

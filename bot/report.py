@@ -278,5 +278,8 @@ def demo_summary(store: Store, config: Config, since: float, folder: Path, now: 
         + ", ".join(f"{n} {c} in {folder}/{c}/" for c, n in files.items()),
         "Open an .eml file with any mail program; Slack and Teams payloads are the exact JSON "
         "that would be posted.",
+        f"{sum(1 for r in leads if r['key'] not in claims and not r['unreadable'])} leads await "
+        'a claim: try `leadbot claim 4:2000 --by "Your name" --demo`, then '
+        "`leadbot status --demo`.",
     ]
     return plain("\n".join(out))

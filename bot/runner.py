@@ -58,6 +58,8 @@ class Runner:
         self.watching: Future[list[ClaimEvent]] | None = None
         self.watch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch")
         self.next_watch = 0.0
+        self.heartbeat = 0.0  # when the loop last turned
+        self.poll_seconds: list[float] = []  # how long each poll took, for /metrics
 
     def progress(self) -> None:
         """A backfill or a backlog of many leads shows how it is getting on."""
@@ -82,6 +84,7 @@ class Runner:
         self.next_progress = now + PROGRESS_EVERY
         self.polling: Future[list[PollResult]] | None = None
         self.polled_ok: bool | None = None
+        self.poll_started = now
         recovered, busy_since = False, None
         try:
             while not self.stop.is_set():
@@ -141,7 +144,7 @@ class Runner:
 
     def turn(self) -> bool:
         """One pass of the loop; True when a --once run has done its work."""
-        now = self.clock()
+        now = self.heartbeat = self.clock()  # /healthz: the loop is alive
         if (
             self.polling is None
             and now >= self.next_poll
@@ -152,6 +155,7 @@ class Runner:
         if self.polling is not None and self.polling.done():
             results = self.polling.result()
             self.polling = None
+            self.poll_seconds = (self.poll_seconds + [self.clock() - self.poll_started])[-100:]
             stamp = datetime.fromtimestamp(self.clock(), UTC)
             self.next_poll = self.clock()  # polled again at once if recording fails
             for result in results:

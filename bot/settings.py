@@ -39,6 +39,9 @@ class Settings:
     smtp_username: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     teams_webhooks: dict[str, str] = field(default_factory=dict, repr=False)  # var -> URL
+    web_listen: str = ""  # LEADBOT_WEB_LISTEN, winning over [web] listen
+    web_password: str = field(default="", repr=False)  # LEADBOT_WEB_PASSWORD: the console login
+    web_secret: str = field(default="", repr=False)  # LEADBOT_WEB_SECRET: signs claim links
     unreadable: tuple[str, ...] = ()  # variables set to something that cannot be used
 
     @classmethod
@@ -69,6 +72,9 @@ class Settings:
             smtp_username=env.get("SMTP_USERNAME", "").strip(),
             smtp_password=env.get("SMTP_PASSWORD", ""),
             teams_webhooks={v: env[v].strip() for v in config.secret_vars if env.get(v, "")},
+            web_listen=env.get("LEADBOT_WEB_LISTEN", config.web.listen).strip(),
+            web_password=env.get("LEADBOT_WEB_PASSWORD", ""),
+            web_secret=env.get("LEADBOT_WEB_SECRET", ""),
             unreadable=tuple(unreadable),
         )
         register_secrets(settings.secrets())
@@ -115,6 +121,17 @@ class Settings:
             found.append(
                 "environment: SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: the claim "
                 "button needs the bot token too"
+            )
+        host = self.web_listen.rpartition(":")[0].strip("[]")
+        if self.web_listen and host not in LOOPBACK and not self.web_password:
+            found.append(
+                f"environment: the web console would listen on {self.web_listen}, beyond this "
+                "machine, with no login: set LEADBOT_WEB_PASSWORD, or listen on 127.0.0.1"
+            )
+        if config.web.public_url and len(self.web_secret) < 16:
+            found.append(
+                "environment: [web] public_url adds claim links, which are signed: set "
+                "LEADBOT_WEB_SECRET to a long random value (e.g. `openssl rand -hex 32`)"
             )
         if Channel.EMAIL in used:
             if not self.smtp_host:

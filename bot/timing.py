@@ -5,15 +5,18 @@ group's and each home's nation (for bank holidays), rules' `escalate` steps and 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 from .conditions import Checker, did_you_mean
-from .config import Claims, Home, Step
+from .config import Claims, Home, Step, Web
 from .schedule import NATIONS, Hours, parse_hours
 
 STEP_KEYS = ("after", "notify")
+LISTEN = re.compile(r"\[?[A-Za-z0-9.:-]*\]?:\d{1,5}")
 DEFAULT = Claims()
+WEB = Web()
 
 
 class TimingChecks(Checker):
@@ -125,6 +128,23 @@ class TimingChecks(Checker):
             self.duration("claims", raw, "lookback") if "lookback" in raw else DEFAULT.lookback
         )
         return Claims(reaction.strip().strip(":"), max(every, timedelta(seconds=1)), lookback)
+
+    def web(self, raw: dict[str, Any]) -> Web:
+        listen = raw.get("listen", WEB.listen)
+        if not isinstance(listen, str) or (listen and not LISTEN.fullmatch(listen)):
+            self.error("web.listen", 'expected "host:port" such as "127.0.0.1:8787", or ""')
+            listen = WEB.listen
+        public = raw.get("public_url", "")
+        if not isinstance(public, str) or (
+            public and not public.startswith(("https://", "http://"))
+        ):
+            self.error("web.public_url", 'expected the console\'s address, "https://leads.example"')
+            public = ""
+        days = raw.get("link_days", WEB.link_days)
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
+            self.error("web.link_days", "expected a number of days from 1 to 90")
+            days = WEB.link_days
+        return Web(listen, public.rstrip("/"), days)
 
 
 def _show(delta: timedelta) -> str:
