@@ -16,7 +16,7 @@ from .parse import PollError, parse_body
 from .render import Renderer
 from .rules import route
 from .runner import purge as purge_old
-from .runner import stop_on_signals
+from .runner import signals
 from .settings import Settings
 from .store import Store
 
@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with pipeline.opened(pipeline.db_path(args.db)) as store:
             runner = pipeline.build(config, settings, store, backfill=args.backfill)
-            with stop_on_signals() as stop:
-                runner.stop = stop
+            with signals(runner):
                 ok = runner.run(once=args.once)
     except Locked as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
@@ -53,8 +52,7 @@ def run_demo(args: argparse.Namespace, config: Config) -> int:
             runner = pipeline.build(
                 config, settings, store, backfill=args.backfill, sink=pipeline.DEMO_FOLDER
             )
-            with stop_on_signals() as stop:
-                runner.stop = stop
+            with signals(runner):
                 ok = runner.run(once=args.once)
             print(report.demo_summary(store, config, started, pipeline.DEMO_FOLDER, time.time()))
     except Locked as exc:

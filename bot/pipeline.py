@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from .loader import load_config
 from .lock import lock
 from .models import Channel
 from .poller import Poller
+from .reload import reload
 from .render import Renderer
 from .runner import Runner, Watch
 from .settings import Settings
@@ -144,6 +146,14 @@ def build(
     )
     runner = Runner(poller, dispatcher, config, stop)
     runner.closers.append(http.close)
+    runner.reload = lambda: reload(
+        config.path,
+        settings,
+        store,
+        lambda new: runner.adopt(new, Renderer(new, claiming)),
+        runner.config,
+        time.time(),
+    )
     if sink is None and claiming == "button":
         listener = SlackListener(
             settings.slack_app_token,

@@ -21,6 +21,8 @@ from .claims import ClaimEvent, Inbox, record
 from .config import Config
 from .dispatch import Dispatcher
 from .poller import Poller, PollResult
+from .render import Renderer
+from .schedule import Calendar
 from .settings import redact
 from .store import Store
 
@@ -59,6 +61,8 @@ class Runner:
         self.watch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch")
         self.next_watch = 0.0
         self.heartbeat = 0.0  # when the loop last turned
+        self.hangup = threading.Event()  # SIGHUP: re-read rules.toml and the templates
+        self.reload: Callable[[], bool] | None = None
         self.poll_seconds: list[float] = []  # how long each poll took, for /metrics
 
     def progress(self) -> None:
@@ -116,6 +120,12 @@ class Runner:
             return True  # a loop stopped by a signal has done its job
         return self.polled_ok is not False and self.dispatcher.tally.dead == 0
 
+    def adopt(self, config: Config, renderer: Renderer) -> None:
+        """A reloaded config, for leads seen from now on (queued deliveries keep theirs)."""
+        self.config = self.poller.config = self.dispatcher.config = config
+        self.poller.calendar = Calendar(config.timezone, config.nation)
+        self.dispatcher.renderer = self.dispatcher.outbox.renderer = renderer
+
     @property
     def store(self) -> Store:
         return self.poller.store
@@ -155,7 +165,7 @@ class Runner:
         if self.polling is not None and self.polling.done():
             results = self.polling.result()
             self.polling = None
-            self.poll_seconds = (self.poll_seconds + [self.clock() - self.poll_started])[-100:]
+            self.poll_seconds = [*self.poll_seconds, self.clock() - self.poll_started][-100:]
             stamp = datetime.fromtimestamp(self.clock(), UTC)
             self.next_poll = self.clock()  # polled again at once if recording fails
             for result in results:
@@ -164,6 +174,10 @@ class Runner:
             self.polled_ok = all(r.batch is not None for r in results)
             alerts.poll_health(self.poller.store, self.config, self.clock())
             self.dispatcher.changed()
+        if self.hangup.is_set():
+            self.hangup.clear()
+            if self.reload is not None and self.reload():
+                self.dispatcher.changed()
         self.claims()
         if escalation.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
             self.dispatcher.changed()
@@ -203,17 +217,22 @@ def transient(exc: sqlite3.OperationalError) -> bool:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0."""
-    stop = threading.Event()
+def signals(runner: Runner) -> Iterator[None]:
+    """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0.
+    SIGHUP: reload rules.toml and the templates at the loop's next turn."""
 
-    def handle(signum: int, frame: FrameType | None) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         log.info("stopping: finishing the sends in flight (signal %d)", signum)
-        stop.set()
+        runner.stop.set()
 
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        log.info("reloading: SIGHUP received")
+        runner.hangup.set()
+
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hangup}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
     try:
-        yield stop
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -13,13 +13,21 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import ROSE_MANAGER_SLACK, World, published_by_key, wait_for, write_rules
-from standins.slack import SlackMessage
+from conftest import (
+    ROSE_MANAGER_SLACK,
+    SALES,
+    WILLOW_MANAGER_SLACK,
+    World,
+    published_by_key,
+    wait_for,
+    write_rules,
+)
+from standins.slack import BOT_ID, BOT_USER_ID, SlackMessage
 from standins.socketmode import SocketModeStandin, block_actions
 from standins.validators import validate_slack_message
 
@@ -215,3 +223,269 @@ def test_a_click_is_acknowledged_claims_the_lead_and_edits_every_message_of_it(
         assert_shows_claim(world, message, ROSE_MANAGER_SLACK, VISIT)
     assert world.slack.ephemerals == []
     assert validate_everything_sent(world) == 4  # two posts, two edits
+
+
+def test_a_second_click_by_someone_else_changes_nothing_and_tells_only_them(
+    buttons: World, socket_mode: SocketModeStandin
+) -> None:
+    world = buttons
+    world.autumna.add(fresh(VISIT))
+    with world.running("run") as process:
+        socket_mode.wait_connected(timeout=15)
+        posted = delivered(world, VISIT, 2)
+        channel = next(m for m in posted if m.channel.startswith("C"))
+        socket_mode.wait_for_ack(click(socket_mode, channel, ROSE_MANAGER_SLACK, "amira"))
+        edited(world, posted)
+        wait_for(lambda: not world.query(OPEN_EDITS), what="the edits recorded as sent")
+        claim, before = claim_row(world, VISIT), world.query(EVERY_DELIVERY)
+
+        # Tom's Slack still showed the button: he clicks it a moment later.
+        envelope = click(socket_mode, channel, TOM, "tom")
+        assert socket_mode.wait_for_ack(envelope, timeout=3).delay < 3  # type: ignore[operator]
+        (note,) = wait_for(lambda: world.slack.ephemerals, what="a note to Tom")
+        wait_for(lambda: not world.query(OPEN_EPHEMERALS), what="the note recorded as sent")
+        stop(process)
+
+    assert (note.user, note.channel) == (TOM, channel.channel)  # only Tom sees it, where he clicked
+    assert note.text is not None
+    at = datetime.fromtimestamp(claim["claimed_at"], LONDON).strftime("%H:%M")
+    assert note.text == (
+        f"<@{ROSE_MANAGER_SLACK}> has already claimed this lead (at {at}, 6 min after it "
+        "arrived): nothing was changed."
+    )
+    assert claim_row(world, VISIT) == claim  # the first claim stands, as it was
+    after = world.query(EVERY_DELIVERY)
+    assert after[: len(before)] == before  # nothing else changed ...
+    assert [(r["subject"], r["status"]) for r in after[len(before) :]] == [
+        (f"ephemeral:{VISIT}:{TOM}", "sent")  # ... and only the note was added
+    ]
+    for message in posted:
+        assert len(world.slack.updates_for(message.channel, message.ts)) == 1
+        assert_shows_claim(world, message, ROSE_MANAGER_SLACK, VISIT)
+    validate_everything_sent(world)
+
+
+EVERY_DELIVERY = "SELECT id, subject, channel, address, status, attempts FROM deliveries ORDER BY id"
+OPEN_EDITS = "SELECT 1 FROM deliveries WHERE subject LIKE 'edit:%' AND status != 'sent'"
+OPEN_EPHEMERALS = "SELECT 1 FROM deliveries WHERE subject LIKE 'ephemeral:%' AND status != 'sent'"
+
+
+def test_an_envelope_delivered_twice_has_one_effect(
+    buttons: World, socket_mode: SocketModeStandin
+) -> None:
+    world = buttons
+    world.autumna.add(fresh(VISIT))
+    with world.running("run") as process:
+        socket_mode.wait_connected(timeout=15)
+        posted = delivered(world, VISIT, 2)
+        dm = next(m for m in posted if m.channel.startswith("D"))
+        envelope = click(socket_mode, dm, ROSE_MANAGER_SLACK, "amira")
+        socket_mode.resend(envelope)  # at once, as if the first ack had been lost
+        socket_mode.wait_for_ack(envelope, count=2)
+        edited(world, posted)
+        socket_mode.resend(envelope, retry_attempt=2)  # and again once the claim is made
+        socket_mode.wait_for_ack(envelope, count=3)
+        # A click by Tom after the redeliveries: once his note is out, they were all handled.
+        click(socket_mode, dm, TOM, "tom")
+        wait_for(lambda: world.slack.ephemerals, what="the note to Tom")
+        wait_for(lambda: not world.query(OPEN_EDITS), what="the edits recorded as sent")
+        stop(process)
+
+    assert [e.retry_attempt for e in socket_mode.sent if e.envelope_id == envelope] == [0, 1, 2]
+    assert len(world.query("SELECT * FROM claims")) == 1
+    assert claim_row(world, VISIT)["by_id"] == ROSE_MANAGER_SLACK
+    edits = world.query("SELECT subject FROM deliveries WHERE subject LIKE 'edit:%'")
+    assert len(edits) == len(posted) == 2  # one edit per message, queued once
+    for message in posted:
+        assert len(world.slack.updates_for(message.channel, message.ts)) == 1
+    assert [e.user for e in world.slack.ephemerals] == [TOM]  # Amira is never told she has it
+    validate_everything_sent(world)
+
+
+# --- 4. without an app token: reactions and thread replies ---------------------------------------
+
+CALL_BACK, REFERRAL = "4:2000", "6:2000"  # one Slack message each: #rose-lodge, #willow-house
+
+
+def asked(world: World, method: str) -> int:
+    return world.slack.requests.count(method)
+
+
+def test_without_an_app_token_a_persons_reaction_or_reply_claims_and_the_bots_do_not(
+    world: World,
+) -> None:
+    configure(world, extra='\n[claims]\ncheck_every = "1s"\n')
+    assert "SLACK_APP_TOKEN" not in world.env()
+    world.autumna.add(fresh(CALL_BACK))
+    with world.running("run") as process:
+        (message,) = delivered(world, CALL_BACK, 1)
+        assert button_value(message) is None  # no Socket Mode, no button: how to claim instead
+        assert "React with :white_check_mark: or reply in this thread" in texts(message.blocks)
+
+        # leadbot's own reaction and reply are not claims
+        world.slack.add_reaction(message.channel, message.ts, "white_check_mark", BOT_USER_ID)
+        world.slack.add_reply(message.channel, message.ts, BOT_USER_ID, "noted", bot_id=BOT_ID)
+        seen = asked(world, "reactions.get")
+        # The round after next began once the next round's findings were recorded.
+        wait_for(lambda: asked(world, "reactions.get") >= seen + 3, what="three more rounds")
+        assert claim_row(world, CALL_BACK) is None
+        assert asked(world, "conversations.replies") >= 2  # the thread was looked at too
+
+        world.slack.add_reaction(message.channel, message.ts, "white_check_mark", TOM)
+        wait_for(lambda: claim_row(world, CALL_BACK), what="the reaction's claim")
+        edited(world, [message])
+
+        world.autumna.add(fresh(REFERRAL))
+        (other,) = delivered(world, REFERRAL, 1)
+        world.slack.add_reply(other.channel, other.ts, WILLOW_MANAGER_SLACK, "I'll ring her")
+        wait_for(lambda: claim_row(world, REFERRAL), what="the reply's claim")
+        edited(world, [other])
+        stop(process)
+
+    by_reaction, by_reply = claim_row(world, CALL_BACK), claim_row(world, REFERRAL)
+    assert (by_reaction["by_id"], by_reaction["via"]) == (TOM, "slack-reaction")
+    assert (by_reply["by_id"], by_reply["via"]) == (WILLOW_MANAGER_SLACK, "slack-reply")
+    assert_shows_claim(world, message, TOM, CALL_BACK)
+    assert_shows_claim(world, other, WILLOW_MANAGER_SLACK, REFERRAL)
+    for claimed in (message, other):
+        now = world.slack.message(claimed.channel, claimed.ts)
+        assert "React with" not in texts(now.blocks)  # how to claim gives way to who did
+    validate_everything_sent(world)
+
+
+# --- 5. `leadbot claim`, beside a running leadbot ------------------------------------------------
+
+
+def test_leadbot_claim_while_running_records_it_and_the_slack_messages_show_it(
+    buttons: World, socket_mode: SocketModeStandin
+) -> None:
+    world = buttons
+    world.autumna.add(fresh(VISIT))
+    with world.running("run") as process:
+        posted = delivered(world, VISIT, 2)
+        done = world.run("claim", VISIT, "--by", "Amira Khan")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"{VISIT} is claimed by Amira Khan, 6 min after it arrived")
+        edited(world, posted)
+
+        again = world.run("claim", VISIT, "--by", "Tom Reid")
+        assert again.returncode == 1
+        assert f"{VISIT} is already claimed by Amira Khan (cli)" in again.stderr
+        unknown = world.run("claim", "9:9999", "--by", "Tom Reid")
+        assert unknown.returncode == 1 and "no lead 9:9999" in unknown.stderr
+        wait_for(lambda: not world.query(OPEN_EDITS), what="the edits recorded as sent")
+        stop(process)
+
+    claim = claim_row(world, VISIT)
+    assert (claim["by_name"], claim["by_id"], claim["via"]) == ("Amira Khan", "", "cli")
+    at = datetime.fromtimestamp(claim["claimed_at"], LONDON).strftime("%H:%M")
+    for message in posted:
+        assert len(world.slack.updates_for(message.channel, message.ts)) == 1
+        now = world.slack.message(message.channel, message.ts)
+        assert button_value(now) is None
+        assert f"Claimed by Amira Khan at {at} — 6 min after it arrived" in texts(now.blocks)
+    assert len(world.query("SELECT 1 FROM deliveries WHERE subject LIKE 'edit:%'")) == 2
+    validate_everything_sent(world)
+
+
+# --- 6. escalation -------------------------------------------------------------------------------
+
+ESCALATE = """
+[[rules]]
+name = "Nobody leaves a call-back waiting"
+when = { category = "Call Back Request" }
+notify = ["home.slack"]
+escalate = [
+  { after = "2s", notify = ["home.manager_slack"] },
+  { after = "6s", notify = ["fallback-slack", "sales-inbox"] },
+]
+
+[[rules]]
+name = "Nor a virtual visit"
+when = { category = "Virtual Visit Request" }
+notify = ["home.slack"]
+escalate = [{ after = "4s", notify = ["home.manager_slack"] }]
+"""
+VIRTUAL = "3:1812"
+
+
+def escalations_of(world: World, key: str, step: int) -> list[SlackMessage]:
+    ref = f"esc:{key}:{step}/"
+    return [
+        m
+        for m in world.slack.messages
+        if (m.metadata or {}).get("event_payload", {}).get("ref", "").startswith(ref)
+    ]
+
+
+def steps(world: World, key: str) -> list[tuple[int, str]]:
+    rows = world.query("SELECT step, status FROM escalations WHERE lead = ? ORDER BY step", key)
+    return [(r["step"], r["status"]) for r in rows]
+
+
+def test_an_unclaimed_lead_escalates_step_by_step_across_a_kill_and_a_claimed_one_does_not(
+    world: World,
+) -> None:
+    configure(world, extra=ESCALATE)
+    # The family asked 65 minutes ago; the virtual visit six minutes ago.
+    long_ago = datetime.now(UTC) - timedelta(minutes=59)
+    world.autumna.add(redate([published_by_key()[CALL_BACK]], long_ago)[0], fresh(VIRTUAL))
+    explained = world.folder / "call-back.json"
+    explained.write_text(world.autumna.documents[0], encoding="utf-8")
+    shown = world.run("explain", str(explained))
+    assert shown.returncode == 0, shown.stderr
+    assert "Escalation, if nobody claims it (a claim stops what is left):" in shown.stdout
+    assert "  after 2 s: home.manager_slack — would fire today " in shown.stdout
+    assert "  after 6 s: fallback-slack, sales-inbox — would fire today " in shown.stdout
+
+    with world.running("run") as first:
+        wait_for(lambda: steps(world, VIRTUAL), what="the virtual visit stored")
+        claimed = world.run("claim", VIRTUAL, "--by", "Tom Reid")  # well before its 4 s
+        assert claimed.returncode == 0, claimed.stderr
+        (step_1,) = wait_for(lambda: escalations_of(world, CALL_BACK, 1), what="step 1")
+        first.send_signal(signal.SIGKILL)  # between the steps
+        first.communicate(timeout=30)
+
+    assert steps(world, CALL_BACK) == [(1, "fired"), (2, "waiting")]
+    assert steps(world, VIRTUAL) == [(1, "stopped")]
+    status = world.run("status")
+    assert status.returncode == 0, status.stderr
+    assert "claimed by Tom Reid (cli) today " in status.stdout
+    assert re.search(r"step 1 \(2 s\): escalated today \d\d:\d\d to home\.manager_slack", status.stdout)
+    assert re.search(
+        r"step 2 \(6 s\): escalates today \d\d:\d\d to fallback-slack, sales-inbox", status.stdout
+    )
+
+    with world.running("run") as second:
+        wait_for(lambda: escalations_of(world, CALL_BACK, 2), what="step 2 in Slack")
+        wait_for(
+            lambda: [m for m in world.smtp.messages if "Still unclaimed" in m.message["Subject"]],
+            what="step 2 by email",
+        )
+        wait_for(lambda: not world.query(OPEN_DELIVERIES), what="everything recorded as sent")
+        log = stop(second)
+
+    # Each step once: nothing repeated after the kill, nothing skipped.
+    assert [m.channel for m in escalations_of(world, CALL_BACK, 1)] == [step_1.channel]
+    assert step_1.channel == world.slack.channel_id(ROSE_MANAGER_SLACK)
+    (step_2,) = escalations_of(world, CALL_BACK, 2)
+    assert step_2.channel == world.slack.channel_id("#leads-fallback")
+    assert steps(world, CALL_BACK) == [(1, "fired"), (2, "fired")]
+    assert "escalated 4:2000 (step 2)" in log and "(step 1)" not in log
+    # The message says the lead is still unclaimed, how long the family has waited, who had it.
+    for message in (step_1, step_2):
+        assert message.text == "Still unclaimed: Call Back Request for Rose Lodge"
+        assert "Nobody has claimed this lead yet. The family has waited 1 h 5 min; " in texts(
+            message.blocks
+        )
+        assert "#rose-lodge" in texts(message.blocks)
+    (mail,) = [m for m in world.smtp.messages if "Still unclaimed" in m.message["Subject"]]
+    assert mail.rcpt_tos == [SALES]
+    assert mail.message["Subject"].startswith("Still unclaimed after 1 h 5 min: Call Back Request")
+    # The claimed lead never escalated, though its step came due before step 2 did.
+    assert escalations_of(world, VIRTUAL, 1) == []
+    assert not world.query("SELECT 1 FROM deliveries WHERE subject LIKE ?", f"esc:{VIRTUAL}:%")
+    validate_everything_sent(world)
+
+
+OPEN_DELIVERIES = "SELECT 1 FROM deliveries WHERE status NOT IN ('sent', 'cancelled')"
