@@ -68,6 +68,15 @@ def minutes(seconds: float) -> str:
     return f"{mins} min"
 
 
+def delay(seconds: float) -> str:
+    """A configured delay, exactly (`after = "2s"` is "2 s", not "0 min"): "15 min", "1 h",
+    "1 min 30 s"."""
+    whole = int(seconds)
+    if whole % 60 == 0:
+        return minutes(whole)
+    return (minutes(whole - whole % 60) + " " if whole >= 60 else "") + f"{whole % 60} s"
+
+
 def record(store: Store, event: ClaimEvent, now: float) -> bool:
     """One claim, on the run loop's thread. True when it claimed the lead (the first)."""
     lead = event.lead or store.lead_of_message(event.channel, event.ts)

@@ -1,4 +1,5 @@
-"""The `leadbot` command: run, check, explain, status, claim, resend, purge.
+"""The `leadbot` command: run, check, explain, status, claim, resend, purge, report,
+digest, init, send-test, backup.
 
 Exit codes: 0 success; 1 something needs attention at run time (a poll failed under --once,
 another instance holds the database); 2 bad config or usage.
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import ConfigError
+from .logformat import JsonFormatter
 from .settings import RedactingFilter, redact
 
 log = logging.getLogger("leadbot")
@@ -102,7 +104,21 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--demo", action="store_true", help="check for the demo: skip the environment checks"
     )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask Autumna which services the keys cover, and compare them with the homes",
+    )
     check.set_defaults(command="check")
+
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        help="write a starting rules.toml: your homes from Autumna when a key is set, else the "
+        "documented example",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(command="init")
 
     explain = sub.add_parser(
         "explain",
@@ -146,14 +162,79 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="recent leads and their deliveries")
     status.add_argument("--limit", type=int, default=20, help="how many leads (default 20)")
     status.add_argument("--demo", action="store_true", help="the demo's database")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line; exit 1 unless every account polled within polling.alert_after "
+        "(a health check)",
+    )
     status.set_defaults(command="status")
+
+    send_test = sub.add_parser(
+        "send-test",
+        parents=[common],
+        help="send a clearly marked test message to a destination; records nothing",
+    )
+    send_test.add_argument(
+        "destination", nargs="?", metavar="DESTINATION", help="a name in [destinations], or home.*"
+    )
+    send_test.add_argument("--home", metavar="SERVICE_ID", help="the home, for home.* names")
+    send_test.add_argument("--all", action="store_true", help="every destination, once each")
+    send_test.set_defaults(command="send_test")
+
+    backup = sub.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the database, consistently, while leadbot runs (owner-only file)",
+    )
+    backup.add_argument("path", type=Path, metavar="PATH", help="a file, or a folder")
+    backup.set_defaults(command="backup")
+
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="every lead with its first message and claim, and each home's response times",
+    )
+    report.add_argument(
+        "--since",
+        default="30d",
+        metavar="WHEN",
+        help='how far back: "30d", "12h", or a date like 2026-11-01 (default 30d)',
+    )
+    report.add_argument("--home", metavar="NAME", help="one home, by name or service id")
+    report.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="csv opens in Excel (UTF-8, ISO 8601 times); default table",
+    )
+    report.set_defaults(command="leads_report")  # commands.report is the printing module
+
+    digest = sub.add_parser(
+        "digest", parents=[common], help="show a [[digests]] digest as it goes, without sending"
+    )
+    digest.add_argument("name", metavar="NAME", help="its name in rules.toml")
+    digest.add_argument(
+        "--preview", action="store_true", required=True, help="write it; send nothing"
+    )
+    digest.add_argument(
+        "--to",
+        type=Path,
+        metavar="FOLDER",
+        help="write each channel's payload here (.json, .eml and .html); default: print it",
+    )
+    digest.set_defaults(command="digest")
     return top
 
 
 def setup_logging(level: str | None) -> None:
     name = (level or os.environ.get("LEADBOT_LOG_LEVEL") or "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    log_format = os.environ.get("LEADBOT_LOG_FORMAT", "").strip().lower()
+    if log_format == "json":  # one JSON object per line, for log shippers
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(Formatter("%(asctime)s %(levelname)-7s %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -165,6 +246,8 @@ def setup_logging(level: str | None) -> None:
     else:
         # At DEBUG slack-sdk prints every request body: the enquirers' personal details.
         logging.getLogger("slack_sdk").setLevel(logging.INFO)
+    if log_format not in ("", "text", "json"):
+        log.warning("LEADBOT_LOG_FORMAT is %r: it can be text or json; writing text", log_format)
 
 
 class Formatter(logging.Formatter):

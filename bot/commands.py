@@ -7,8 +7,10 @@ import logging
 import os
 import sys
 import time
+from datetime import UTC
 
-from . import pipeline, report
+from . import digest as digests
+from . import health, pipeline, report, reporting, sendtest
 from .claims import minutes
 from .config import Config, ConfigError
 from .lock import Locked
@@ -19,6 +21,7 @@ from .runner import purge as purge_old
 from .runner import signals
 from .settings import Settings
 from .store import Store
+from .store import backup as store_backup
 
 log = logging.getLogger("leadbot")
 
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         return run_demo(args, config)
     settings = pipeline.environment(config)  # ConfigError names every variable to set
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         with pipeline.opened(pipeline.db_path(args.db)) as store:
             runner = pipeline.build(config, settings, store, backfill=args.backfill)
@@ -62,6 +67,9 @@ def run_demo(args: argparse.Namespace, config: Config) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    if args.online and args.demo:
+        print("leadbot check: --online asks the real Autumna; leave out --demo", file=sys.stderr)
+        return 2
     config = pipeline.load(args.config)  # raises ConfigError with every problem in rules.toml
     problems = Renderer(config).check()
     if not args.demo:
@@ -78,7 +86,20 @@ def check(args: argparse.Namespace) -> int:
         print("Checked for the demo (`leadbot run --demo`): the environment was not checked.")
     else:
         print("Environment: every secret and endpoint is set.")
+    if args.online:
+        from . import onboard  # only --online asks Autumna
+
+        return onboard.check_online(config, os.environ)
     return 0
+
+
+def init(args: argparse.Namespace) -> int:
+    """A starting rules.toml: the homes Autumna lists for the keys, or the documented example."""
+    from datetime import date
+
+    from . import onboard
+
+    return onboard.init(pipeline.config_path(args.config), os.environ, args.force, date.today())
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -104,6 +125,8 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.check:
+        return status_check(args)
     store = existing_store(args)
     if store is None:
         return 1
@@ -184,6 +207,143 @@ def purge(args: argparse.Namespace) -> int:
         f"are kept."
     )
     store.close()
+    return 0
+
+
+def leads_report(args: argparse.Namespace) -> int:
+    """`leadbot report`: every lead of a period with its first message and its claim, and
+    each home's figures."""
+    try:
+        config: Config | None = pipeline.load(args.config)
+    except ConfigError as exc:
+        config = None  # the report still works; homes are then shown by service id
+        print(
+            f"leadbot: rules.toml has {len(exc.problems)} problem(s) (see `leadbot check`); "
+            "homes are shown by service id",
+            file=sys.stderr,
+        )
+    now = time.time()
+    tz = config.timezone if config else UTC
+    since = reporting.since_moment(args.since, tz, now)
+    if since is None:
+        print(
+            f'leadbot report: --since {args.since!r}: write "30d", "12h" or a date '
+            "such as 2026-11-01",
+            file=sys.stderr,
+        )
+        return 2
+    service = reporting.home_by_name(config, args.home) if args.home else None
+    if args.home and service is None:
+        names = ", ".join(h.name for h in config.homes.values()) if config else ""
+        print(
+            f"leadbot report: no home named {args.home!r}"
+            + (f" (homes: {names})" if names else "; give its Autumna service id"),
+            file=sys.stderr,
+        )
+        return 2
+    store = existing_store(args)
+    if store is None:
+        return 1
+    try:
+        services = () if service is None else (service,)
+        leads = reporting.lead_figures(store, config, since, now, services)
+    finally:
+        store.close()
+    text = reporting.report_document(args.format, leads, tz, since, now)
+    if args.format == "csv":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    else:
+        print(text)
+    return 0
+
+
+def digest(args: argparse.Namespace) -> int:
+    """`leadbot digest NAME --preview`: the digest in every channel, written, never sent."""
+    config = pipeline.load(args.config)
+    found = next((d for d in config.digests if d.name == args.name), None)
+    if found is None:
+        names = ", ".join(d.name for d in config.digests) or "none yet: add [[digests]]"
+        print(f"leadbot digest: no digest named {args.name!r} (digests: {names})", file=sys.stderr)
+        return 2
+    store = existing_store(args)
+    if store is None:
+        return 1
+    try:
+        messages = digests.preview(store, config, Renderer(config), found, time.time())
+    finally:
+        store.close()
+    if args.to is None:
+        for channel, message in messages.items():
+            print(f"── {channel} ──\n{report.show(message.payload)}\n")
+        return 0
+    sender = config.email.sender or "leadbot@preview.invalid"
+    for path in digests.write_preview(args.to / f"digest-{found.name}", messages, sender):
+        print(path)
+    return 0
+
+
+def status_check(args: argparse.Namespace) -> int:
+    """`status --check`, a health check: one line; 0 healthy, 1 not (never 2, which Docker's
+    HEALTHCHECK reserves)."""
+    try:
+        config = pipeline.load(args.config)
+    except ConfigError as exc:
+        print(
+            f"unhealthy: {pipeline.config_path(args.config)} has {len(exc.problems)} "
+            "problem(s): `leadbot check` lists them"
+        )
+        return 1
+    store = existing_store(args)
+    if store is None:
+        return 1
+    try:
+        healthy, line = health.polling(store, config, time.time())
+    finally:
+        store.close()
+    print(line)
+    return 0 if healthy else 1
+
+
+def send_test(args: argparse.Namespace) -> int:
+    """A clearly marked test message to each address, through the real channels; nothing is
+    stored (the database is not opened)."""
+    if bool(args.all) == bool(args.destination) or (args.all and args.home):
+        print(
+            "leadbot send-test: name one DESTINATION (home.* with --home SERVICE_ID), or --all",
+            file=sys.stderr,
+        )
+        return 2
+    config = pipeline.load(args.config)
+    try:
+        trials = (
+            sendtest.everything(config)
+            if args.all
+            else sendtest.chosen(config, args.destination, args.home)
+        )
+    except sendtest.NoSuchDestination as exc:
+        print(f"leadbot send-test: {exc}", file=sys.stderr)
+        return 2
+    outcomes = sendtest.send(trials, config, Settings.from_env(os.environ, config))
+    print(sendtest.table(outcomes) if args.all else sendtest.lines(outcomes))
+    return 0 if all(o.accepted for o in outcomes) else 1
+
+
+def backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the live database, taken while `run` runs (not under its lock)."""
+    source = pipeline.db_path(args.db)
+    try:
+        copy = store_backup.backup(source, args.path)
+    except store_backup.BackupError as exc:
+        print(f"leadbot backup: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Backed up {source} to {copy.path}: {copy.leads} leads, {copy.deliveries} deliveries, "
+        f"{copy.size / 1024:.0f} KiB, readable by its owner only.\n"
+        f"To restore: stop leadbot, delete {source}-wal and {source}-shm if they are there, "
+        f"copy the backup over {source}, and start leadbot."
+    )
     return 0
 
 

@@ -124,6 +124,20 @@ class Destination:
     targets: tuple[Target, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A summary of leads sent on a schedule ([[digests]]): at `at` on each of `days`, in the
+    group's zone, covering the whole days since the one before (yesterday, or last week)."""
+
+    name: str
+    at: int  # seconds after local midnight
+    days: tuple[int, ...]  # Monday 0
+    notify: tuple[str, ...]  # destination names and home.<attribute>s
+    period: str = "day"  # or "week": sent on one day, covering the seven before it
+    homes: tuple[int, ...] = ()  # service ids; () is every home
+    bank_holidays: str = "skip"  # or "send"; the group's nation decides what a holiday is
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -145,6 +159,7 @@ class Config:
     nation: str = "england"  # for bank holidays; a home's own `nation` attribute wins
     claims: Claims = Claims()
     web: Web = Web()
+    digests: tuple[Digest, ...] = ()  # [[digests]]
     warnings: tuple[str, ...] = ()
     secret_vars: frozenset[str] = field(default_factory=frozenset)  # env vars holding secrets
     # (service id, "home.<attribute>") -> its targets, resolved once when the config is loaded

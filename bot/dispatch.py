@@ -304,22 +304,31 @@ class Dispatcher:
         delivery, error = outcome.delivery, outcome.error
         if error is None:
             self.tally.sent += 1
-            log.info("sent     %s", outcome.summary)
+            log.info("sent     %s", outcome.summary, extra=_fields(delivery, Status.SENT))
             return
         where = f"{delivery.subject} -> {delivery.target.label} ({delivery.target.channel})"
         if outcome.retry_at is None:
             self.dead.append(delivery.subject)
             self.tally.dead += 1
             self.tally.dead_refs.append(f"{where}: {error.reason}")
-            log.error("gave up  %s: %s", where, error.reason)
+            log.error(
+                "gave up  %s: %s", where, error.reason, extra=_fields(delivery, Status.DEAD, error)
+            )
             return
         self.tally.failed += 1
         wait = outcome.retry_at - outcome.at
+        fields = _fields(delivery, Status.RETRYING, error)
         if self.once_horizon is not None and not self._retry_in_this_run(delivery, error):
             self.held.add(delivery.id)
-            log.warning("failed   %s: %s; left for the next run", where, error.reason)
+            log.warning("failed   %s: %s; left for the next run", where, error.reason, extra=fields)
         else:
-            log.warning("failed   %s: %s; next try in %.0fs", where, error.reason, wait)
+            log.warning(
+                "failed   %s: %s; next try in %.0fs",
+                where,
+                error.reason,
+                wait,
+                extra=fields | {"retry_in": round(wait)},
+            )
 
     def _retry_in_this_run(self, delivery: Delivery, error: DeliveryError) -> bool:
         short = error.retry_after is not None and error.retry_after <= (self.once_horizon or 0)
@@ -332,3 +341,21 @@ class Dispatcher:
         outcome = self._failure(delivery, f"{delivery.subject}", error, self.clock())
         self._write(outcome)
         self._announce(outcome)
+
+
+def _fields(
+    delivery: Delivery, outcome: Status, error: DeliveryError | None = None
+) -> dict[str, Any]:
+    """A delivery's line in JSON logs (logformat.py): which lead, where, and how it went."""
+    target = delivery.target
+    fields: dict[str, Any] = {
+        "event": "delivery",
+        "lead": delivery.subject,
+        "destination": target.label,
+        "channel": str(target.channel),
+        "address": target.address,
+        "outcome": str(outcome),
+    }
+    if error is not None:
+        fields["error"] = error.reason
+    return fields

@@ -30,7 +30,9 @@ from .config import (
     channel_of_attribute,
     home_targets,
 )
+from .digest_checks import DigestChecks
 from .models import Channel, Target
+from .placeholders import is_placeholder, placeholder_warnings
 from .schedule import Hours
 from .timing import TimingChecks
 
@@ -58,10 +60,11 @@ TOP_KEYS = (
     "hours",
     "claims",
     "web",
+    "digests",
 )
 
 
-class Loader(ConditionChecks, TimingChecks):
+class Loader(ConditionChecks, TimingChecks, DigestChecks):
     def __init__(self, path: Path, raw: dict[str, Any]) -> None:
         super().__init__(path)
         self.raw = raw
@@ -70,6 +73,8 @@ class Loader(ConditionChecks, TimingChecks):
     def load(self) -> Config:
         raw = self.raw
         self.keys(raw, "", TOP_KEYS)
+        for where, message in placeholder_warnings(raw):  # CHANGE-ME: see placeholders.py
+            self.warn(where, message)
         group = self.table(raw, "group", ("name", "timezone", "templates", "lead_url", "nation"))
         autumna = self.table(raw, "autumna", ("accounts",))
         polling = self.table(
@@ -88,6 +93,7 @@ class Loader(ConditionChecks, TimingChecks):
         rules = self.rules(raw.get("rules", []), homes, destinations)
         claims = self.claims(self.table(raw, "claims", ("reaction", "check_every", "lookback")))
         web = self.web(self.table(raw, "web", ("listen", "public_url", "link_days")))
+        digests = self.digests(raw.get("digests", []), homes, list(destinations))
         fallback = self.reference(routing, "routing.fallback", destinations, required=True)
         ops = self.reference(routing, "routing.ops", destinations, required=False)
         config = Config(
@@ -110,6 +116,7 @@ class Loader(ConditionChecks, TimingChecks):
             nation=self.nation("group.nation", group.get("nation", "england")),
             claims=claims,
             web=web,
+            digests=digests,
             warnings=tuple(self.warnings),
             secret_vars=frozenset(self.secret_vars),
             home_destinations={
@@ -272,6 +279,8 @@ class Loader(ConditionChecks, TimingChecks):
         if channel is Channel.EMAIL:
             values = value if isinstance(value, list) else [value]
             for v in values:
+                if is_placeholder(v):
+                    continue  # warned about in load()
                 if not isinstance(v, str) or not EMAIL.match(v.strip()):
                     self.error(where, f"{v!r} is not an email address")
             return (
@@ -282,6 +291,8 @@ class Loader(ConditionChecks, TimingChecks):
             return ""
         if channel is Channel.TEAMS:
             self.secret_ref(value, where, "TEAMS_WEBHOOK_URL")
+        elif is_placeholder(value):
+            pass  # warned about in load()
         elif LOOKS_SECRET.search(value):
             self.error(
                 where,

@@ -5,6 +5,8 @@
     esc:4:2000:1         escalation step 1 of a lead nobody has claimed
     edit:345             an edit of Slack message (delivery 345): the lead is claimed
     ephemeral:4:2000:U1  a note to one person in Slack: somebody else has claimed it
+    digest:7             digest 7 ([[digests]]) of every home it covers
+    digest:7:100000      the same digest's edition for one home (a home.<attribute> notify)
 
 Every message is rendered when it goes, so it shows the lead's claim as it is then.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from .digest_view import digest_view
 from .failures import DeliveryError
 from .models import Channel, Claim, Context, Delivery, Facts, Lead, Message, Status, Target
 from .parse import parse_lead
@@ -52,6 +55,8 @@ class Outbox:
             )
         if kind == "edit":
             return self.edit(int(rest), ref)
+        if kind == "digest":
+            return self.digest(rest, target, ref)
         if kind == "ephemeral":
             key, _, user = rest.rpartition(":")
             return self.ephemeral(key, user, target, ref)
@@ -63,7 +68,18 @@ class Outbox:
         lead, facts = found
         return self.renderer.render(lead, target, facts, ref, Context(claim=self.claim(subject)))
 
+    def digest(self, rest: str, target: Target, ref: str) -> Message:
+        digest_id, _, service = rest.partition(":")
+        row = self.store.digest_row(int(digest_id))
+        if row is None:
+            raise LookupError(f"digest {digest_id} is missing")
+        view = digest_view(row, int(service) if service else None, self.renderer.config)
+        return self.renderer.render_digest(view, target, ref)
+
     def escalation(self, key: str, step: int, facts: Facts) -> Context:
+        claim = self.claim(key)
+        if claim is not None:  # an escalation edited once claimed: who has it, not "nobody"
+            return Context(claim=claim)
         row = self.store.lead_row(key)
         arrived = row["seen_at"] if row else self.clock()
         if row and row["lead_date"]:
@@ -75,7 +91,6 @@ class Outbox:
             }
         )
         return Context(
-            claim=self.claim(key),
             escalation_step=step,
             waited=self.clock() - arrived,
             told=tuple(told),
@@ -150,6 +165,6 @@ def lead_of(subject: str) -> str | None:
     kind, _, rest = subject.partition(":")
     if kind == "esc":
         return rest.rpartition(":")[0]
-    if kind in ("notice", "edit", "ephemeral", "raw"):
+    if kind in ("notice", "edit", "ephemeral", "raw", "digest"):
         return None
     return subject

@@ -139,7 +139,7 @@ def build(
         retries.first.total_seconds(), retries.cap.total_seconds(), retries.give_up.total_seconds()
     )
     claiming = claims_in_slack(config, settings, demo=sink is not None)
-    renderer = Renderer(config, claiming)
+    renderer = Renderer(config, claiming, settings.web_secret)
     dispatcher = Dispatcher(store, renderer, senders, config, policy, lanes)
     poller = Poller(
         AutumnaClient(settings.autumna_url, http), settings.api_keys, store, config, backfill
@@ -167,6 +167,12 @@ def build(
         runner.closers.append(listener.close)
     elif sink is None and claiming == "reaction":
         runner.watch = slack_watch(config, settings)
+    if sink is None and settings.web_listen:
+        from .web import create_app, serve  # the console's libraries load only when it is on
+
+        path = store.db_file() or Path(":memory:")
+        app = create_app(config, settings, path, runner=runner, claiming=claiming)
+        runner.closers.append(serve(app, settings.web_listen))
     return runner
 
 

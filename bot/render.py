@@ -22,8 +22,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from . import escape
-from .channels import COMPOSERS
+from .channels import COMPOSERS, DIGEST_COMPOSERS
 from .config import PRIVACY_LEVELS, Config
+from .digest_view import SAMPLE as SAMPLE_DIGEST
+from .digest_view import digest_view
 from .models import (
     CATEGORY_NAMES,
     Category,
@@ -74,6 +76,19 @@ BLOCKS: dict[Channel, dict[str, str]] = {
         "footer": "markdown",
     },
 }
+# A digest's blocks (templates/<channel>/digest.j2): those rendered once, and those rendered
+# once per home (with `home` in the view) for the channels that give each home a block.
+DIGEST_BLOCKS: dict[Channel, tuple[dict[str, str], dict[str, str]]] = {
+    Channel.SLACK: (
+        {"header": "plain", "text": "slack", "summary": "slack", "footer": "slack"},
+        {"home": "slack"},
+    ),
+    Channel.EMAIL: ({"title": "line", "subject": "line", "text": "plain", "html": "html"}, {}),
+    Channel.TEAMS: (
+        {"title": "markdown", "summary": "markdown", "footer": "markdown"},
+        {"home": "markdown", "chart": "markdown"},
+    ),
+}
 ESCAPERS: dict[str, Callable[[str], str]] = {
     "plain": escape.plain,
     "line": escape.one_line,
@@ -90,11 +105,13 @@ def builtin_templates() -> Path:
 
 
 class Renderer:
-    def __init__(self, config: Config, claiming: str = "") -> None:
+    def __init__(self, config: Config, claiming: str = "", link_secret: str = "") -> None:
         """`claiming`: how people claim in Slack here: "button" (Socket Mode), "reaction"
-        (a reaction or thread reply) or "" (no Slack token: `leadbot claim` only)."""
+        (a reaction or thread reply) or "" (no Slack token: `leadbot claim` only).
+        `link_secret` (LEADBOT_WEB_SECRET) signs claim links, added with `[web] public_url`."""
         self.config = config
         self.claiming = claiming
+        self.link_secret = link_secret
         folders = {"builtin": FileSystemLoader(builtin_templates())}
         if config.templates:
             folders["group"] = FileSystemLoader(config.templates)
@@ -131,7 +148,7 @@ class Renderer:
         if recent is not None and recent[0] == lead:
             return recent[1], recent[2]
         view = lead_view(lead, target, facts, self.config)
-        view |= context_view(context, lead.key, self.claiming, self.config)
+        view |= context_view(context, lead.key, self.claiming, self.config, self.link_secret)
         parts = self.parts(target.channel, lead.category.slug, view)
         self._recent[key] = (lead, view, parts)
         if len(self._recent) > RECENT:
@@ -147,6 +164,24 @@ class Renderer:
             ref or f"notice/{target.key}",
             escape.one_line(f"notice: {title} -> {target.label}"),
             COMPOSERS[target.channel](parts, view, self.config),
+        )
+
+    def render_digest(self, view: dict[str, Any], target: Target, ref: str = "") -> Message:
+        """A digest ([[digests]]; view from digest_view.py) for one target: the template makes
+        the text, the channel's digest composer the payload. Digests hold no personal data."""
+        whole, each = DIGEST_BLOCKS[target.channel]
+        view = base_view(self.config, target) | view
+        parts = self.parts(target.channel, "digest", view, fallback=False, blocks=whole)
+        homes = [
+            self.parts(target.channel, "digest", view | {"home": h}, fallback=False, blocks=each)
+            for h in (view["homes"] if each else ())
+        ]
+        summary = f"digest {view['digest']['name']} of {view['digest']['day']} -> {target.label}"
+        return Message(
+            target,
+            ref or f"digest/{target.key}",
+            escape.one_line(summary),
+            DIGEST_COMPOSERS[target.channel](parts, homes, view, self.config),
         )
 
     def check(self) -> list[str]:
@@ -165,14 +200,26 @@ class Renderer:
                         self.render_notice("Check", "A notice.", target)
                     except Exception as exc:
                         problems.append(_template_problem(exc, channel, lead.category.slug))
+        for channel in Channel:
+            try:
+                target = Target(channel, "check", "check")
+                self.render_digest(digest_view(SAMPLE_DIGEST, None, self.config), target)
+                self.render_digest(digest_view(SAMPLE_DIGEST, 100000, self.config), target)
+            except Exception as exc:
+                problems.append(_template_problem(exc, channel, "digest"))
         return list(dict.fromkeys(problems))
 
     def parts(
-        self, channel: Channel, slug: str, view: dict[str, Any], fallback: bool = True
+        self,
+        channel: Channel,
+        slug: str,
+        view: dict[str, Any],
+        fallback: bool = True,
+        blocks: dict[str, str] | None = None,
     ) -> dict[str, str]:
         parts: dict[str, str] = {}
         contexts: dict[int, Any] = {}  # one per template; `parts` fills in as blocks render
-        for block, fmt in BLOCKS[channel].items():
+        for block, fmt in (BLOCKS[channel] if blocks is None else blocks).items():
             template = self._find(fmt, channel, slug, block, fallback)
             if template is None:
                 parts[block] = ""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .claims import minutes
+from .claims import delay, minutes
 from .config import Config
 from .escape import plain
 from .models import Channel, Delivery, Facts, Lead, Routing, Status, Unreadable
@@ -79,7 +79,7 @@ def explain_lead(
         for after in sorted(routing.escalations):
             step = routing.escalations[after]
             out.append(
-                f"  after {minutes(after)}: {', '.join(t.label for t in step.targets)} "
+                f"  after {delay(after)}: {', '.join(t.label for t in step.targets)} "
                 f"— would fire {calendar.describe(plan.escalates_at(step, start), now)}"
             )
     facts = Facts(routing.urgent, routing.unrouted, tuple(routing.notes))
@@ -213,7 +213,7 @@ def claim_lines(
             "fired": f"escalated {calendar.describe(step['fired_at'] or 0, now)}",
             "stopped": "stopped",
         }.get(step["status"], step["status"])
-        lines.append(f"  step {step['step']} ({minutes(step['after'])}): {when} to {told}")
+        lines.append(f"  step {step['step']} ({delay(step['after'])}): {when} to {told}")
     return lines
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .claims import minutes
+from .claims import delay
 from .config import Condition, Config, Home, Rule, normalise
 from .models import Escalation, Lead, Routing, RuleResult, Target
 
@@ -45,7 +45,7 @@ def route(lead: Lead, config: Config) -> Routing:
             escalation.anytime |= rule.anytime
             for ref in step.notify:
                 for target in resolve(ref, home, config):
-                    escalation.add(target, f"{rule.name} (unclaimed after {minutes(after)})")
+                    escalation.add(target, f"{rule.name} (unclaimed after {delay(after)})")
         if rule.stop:
             break
     routing.unrouted = not routing.targets

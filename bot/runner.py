@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from . import alerts, escalation
+from . import alerts, digest, escalation
 from .claims import ClaimEvent, Inbox, record
 from .config import Config
 from .dispatch import Dispatcher
@@ -180,6 +180,8 @@ class Runner:
                 self.dispatcher.changed()
         self.claims()
         if escalation.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
+            self.dispatcher.changed()
+        if digest.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
             self.dispatcher.changed()
         if self.clock() >= self.next_purge:
             purge(self.poller.store, self.config, self.clock())

@@ -7,11 +7,12 @@ Values are raw text here; the template environment (render.py) escapes them for 
 from __future__ import annotations
 
 import re
+import time
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from . import escape
+from . import escape, links
 from .claims import minutes
 from .config import Config, Home
 from .models import Channel, Context, Facts, Lead, Target
@@ -194,9 +195,16 @@ def format_day(day: date) -> str:
     return f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]}"
 
 
-def context_view(context: Context, key: str, claiming: str, config: Config) -> dict[str, Any]:
-    """The claim (or how to make one) and the escalation, as templates see them."""
+def context_view(
+    context: Context, key: str, claiming: str, config: Config, link_secret: str = ""
+) -> dict[str, Any]:
+    """The claim (or how to make one: in Slack, by a signed claim link when the console has a
+    public address, or with the command) and the escalation, as templates see them."""
     claim = context.claim
+    link = ""
+    if claim is None and config.web.public_url and link_secret:
+        expires = time.time() + config.web.link_days * 86400
+        link = escape.Trusted(links.claim_url(config.web.public_url, link_secret, key, expires))
     claimed: dict[str, Any] = {"claimed": False}
     if claim is not None:
         mention = escape.Trusted(f"<@{claim.by_id}>") if claim.by_id else ""
@@ -222,6 +230,7 @@ def context_view(context: Context, key: str, claiming: str, config: Config) -> d
             "reaction": config.claims.reaction,
             "in_slack": bool(claiming),
             "command": f'leadbot claim {key} --by "Your name"',
+            "link": link,
         },
         "escalation": escalation,
     }

@@ -3,9 +3,11 @@
 The real `leadbot` process runs at DEBUG against the loopback stand-ins with recognisable
 secrets, through successes, retries (Slack 429 with Retry-After and internal_error, SMTP 451,
 Teams 500) and failures (Autumna 500 and a wrong key, Slack invalid_auth and channel_not_found,
-SMTP 535, Teams 404). Then every log line, the output of `status`, `check` and `resend`, every
-file leadbot wrote (the database with its -wal and -shm, taken while it runs too) and every message
-the stand-ins received are searched for each secret, plain, URL-encoded and base64-encoded.
+SMTP 535, Teams 404), and `send-test` with right and wrong secrets; all of it twice, with log
+lines as text and as JSON (LEADBOT_LOG_FORMAT=json). Then every log line, the output of
+`status`, `check`, `resend` and `send-test`, every file leadbot wrote (the database with its
+-wal and -shm, taken while it runs too) and every message the stand-ins received are searched
+for each secret, plain, URL-encoded and base64-encoded.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Evidence:
     files: dict[str, bytes] = field(default_factory=dict)  # what leadbot wrote, when
     received: dict[str, bytes] = field(default_factory=dict)  # what the stand-ins received
     secrets: list[str] = field(default_factory=list)
+    log_format: str = "text"
 
 
 def forms(secret: str) -> dict[str, bytes]:
@@ -119,13 +122,16 @@ def run(
     return done
 
 
-@pytest.fixture(scope="module")
-def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
-    folder = tmp_path_factory.mktemp("secrets") / "leadbot"
+@pytest.fixture(scope="module", params=["text", "json"])
+def evidence(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Evidence]:
+    """Everything, with log lines as text and then as JSON (LEADBOT_LOG_FORMAT=json)."""
+    folder = tmp_path_factory.mktemp(f"secrets-{request.param}") / "leadbot"
     logs = folder.parent / "logs"
     logs.mkdir()
     now = datetime.now(UTC)
-    found = Evidence()
+    found = Evidence(log_format=request.param)
     with installation(
         folder,
         documents(3000, now),
@@ -136,6 +142,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
         alert_after="0s",
         rules=EVERYWHERE,
     ) as inst:
+        inst.env["LEADBOT_LOG_FORMAT"] = request.param
         webhooks = [inst.env[var] for var in TEAMS_VARS]
         found.secrets = [
             AUTUMNA_KEY,
@@ -257,9 +264,17 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
                 },
             ),
             ("resend", ("resend", "--all"), {}),
+            ("send-test", ("send-test", "--all"), {}),
+            (
+                "send-test with wrong secrets",
+                ("send-test", "--all"),
+                {"SLACK_BOT_TOKEN": WRONG_SLACK_TOKEN, "SMTP_PASSWORD": WRONG_SMTP_PASSWORD},
+            ),
         ]:
             run(inst, found, label, *args, **env)
         shown = found.outputs["status"] + found.outputs["resend"]
+        tested = found.outputs["send-test with wrong secrets"]
+        assert "Slack answered invalid_auth" in tested and "answered 535" in tested, tested
         for error in (
             "Slack error invalid_auth",
             "channel_not_found",
@@ -309,6 +324,17 @@ def test_the_secrets_were_really_used(evidence: Evidence) -> None:
     # slack-sdk's request bodies stay out of DEBUG logs (they carry personal details); the
     # bot's own lines show the Slack sends that carried the token.
     assert re.search(r"sent .* -> .*\(slack\)|sent .*home\.slack", loop) or "-> group" in loop
+
+
+def test_the_logs_were_written_in_the_format_asked_for(evidence: Evidence) -> None:
+    lines = [line for line in evidence.logs["run (loop)"].splitlines() if line]
+    assert len(lines) > 20
+    if evidence.log_format == "json":
+        parsed = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert {"time", "level", "logger", "message"} <= set(parsed[0])
+        assert any(line.get("outcome") == "sent" for line in parsed)
+    else:
+        assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]", line) for line in lines)
 
 
 def test_no_log_line_holds_a_secret(evidence: Evidence) -> None:

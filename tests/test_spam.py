@@ -4,8 +4,9 @@ leaves room for the network tests and a relay's own rules.
 
 One run scores them all: every category, urgent or not, anonymised or not, each contact
 permission, both privacy levels, with and without a lead link; Autumna's published examples, the
-demo's leads, the hostile corpus, the template check's sample and the notices to ops. SpamAssassin
-takes seconds to start, so the emails go in one mbox file per CPU, scored side by side.
+demo's leads, the hostile corpus, the template check's sample, the notices to ops and the
+digests. SpamAssassin takes seconds to start, so the emails go in one mbox file per CPU, scored
+side by side.
 
 Never silently skipped in CI: without `spamassassin` the test fails when CI is set (.ci/run
 installs the package) and is skipped, saying why, only on a machine that is not CI.
@@ -24,11 +25,15 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostile import CORPUS, POISON_RECORDS, email_bytes, poisoned_body, routed_facts
 
+from bot import sendtest
 from bot.config import PRIVACY_LEVELS, Config
+from bot.digest_view import SAMPLE as DIGEST
+from bot.digest_view import digest_view
 from bot.models import CATEGORY_NAMES, Category, Channel, Claim, Context, Facts, Lead, Target
 from bot.parse import parse_body
 from bot.render import SAMPLE, Renderer
@@ -41,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted((ROOT / "bot" / "demo" / "published").glob("*.json"))
 DEMO_LEADS = ROOT / "bot" / "demo" / "leads.json"
 LEAD_URL = "https://crm.rosecare.example/leads/{category_id}/{lead_id}"
+CONSOLE_URL = "https://leads.rosecare.example"  # [web] public_url: claim links
+LINK_SECRET = "5d2b8e0f4a6c1e3b7d9f2a4c6e8b0d1f"  # LEADBOT_WEB_SECRET
 MBOX_FROM = b"From leadbot@rosecare.example Thu Jan  1 00:00:00 1970\n"
 RULE_LINE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z][A-Z0-9_]+)\s+(.*)$")
 
@@ -179,6 +186,18 @@ def every_email(config: Config) -> dict[str, bytes]:
     for path, urgent in itertools.product(PUBLISHED, (False, True)):
         name = f"published {path.stem}{flags(urgent)} with a lead link"
         emails[name] = email_bytes(linked.render(published(path), sales(), Facts(urgent), name))
+    # With the console's address ([web] public_url), a signed "I'll call them" claim link in
+    # each lead's email and escalation (urgent ones with the "Open the lead" link as well).
+    step = Context(escalation_step=1, waited=1800, told=("#rose-lodge",))
+    for path, urgent in itertools.product(PUBLISHED, (False, True)):
+        web = replace(config, web=replace(config.web, public_url=CONSOLE_URL))
+        web = replace(web, lead_url=LEAD_URL) if urgent else web
+        by = Renderer(web, "reaction", LINK_SECRET)
+        for what, context in (("published", Context()), ("escalation of", step)):
+            name = f"{what} {path.stem}{flags(urgent)} with a claim link"
+            emails[name] = email_bytes(
+                by.render(published(path), sales(), Facts(urgent), name, context)
+            )
     # Escalations and claimed leads, in each way of claiming (Slack button, reaction, none).
     step = Context(escalation_step=2, waited=3900, told=("#rose-lodge", "amira@rosecare.example"))
     claimed = Context(claim=Claim("Amira Khan", "U024BE7LH", "slack-button", 1.8e9, 720))
@@ -193,7 +212,37 @@ def every_email(config: Config) -> dict[str, bytes]:
     for title, text in notices():
         name = f"notice: {title}"
         emails[name] = email_bytes(renderer.render_notice(title, text, ops, name))
+    for name, row, service in digest_cases():
+        view = digest_view(row, service, config)
+        emails[name] = email_bytes(renderer.render_digest(view, sales(), name))
+    # `leadbot send-test`: to a destination, and to a home's own address.
+    home = next(h for h in config.homes.values() if "manager_email" in h.attributes)
+    manager = config.home_destinations[(home.service_id, "home.manager_email")][0]
+    for trial in (
+        sendtest.Trial("sales-inbox", sales()),
+        sendtest.Trial("home.manager_email", manager, home),
+    ):
+        message = sendtest.compose(renderer, trial, config, 1.8e9)
+        emails[f"send-test to {trial.label}"] = email_bytes(message)
     return emails
+
+
+def digest_cases() -> Iterator[tuple[str, dict[str, Any], int | None]]:
+    """Digests ([[digests]]): the sample (something in every part) for every home and as one
+    home's own edition, a quiet day, last week, several days after downtime, thirty homes."""
+    figures = json.loads(DIGEST["figures"])
+    busy, quiet = figures["homes"]
+    end = DIGEST["period_end"]
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("every home", {}, figures),
+        ("a quiet day", {}, figures | {"homes": [quiet, quiet | {"name": "Oak Manor"}]}),
+        ("last week", {"period_start": end - 7 * 86400}, figures | {"period": "week"}),
+        ("after downtime", {"period_start": end - 4 * 86400}, figures),
+        ("thirty homes", {}, figures | {"homes": [busy | {"service_id": n} for n in range(30)]}),
+    ]
+    for name, changes, shown in cases:
+        yield f"digest: {name}", DIGEST | changes | {"figures": json.dumps(shown)}, None
+    yield "digest: one home's own", DIGEST, 100000
 
 
 # --- running SpamAssassin -------------------------------------------------------------------

@@ -16,3 +16,9 @@ COMPOSERS: dict[Channel, Callable[..., Any]] = {
     Channel.EMAIL: email.compose,
     Channel.TEAMS: teams.compose,
 }
+# A digest: (parts, each home's parts, view, config) -> payload. Email's body is one template.
+DIGEST_COMPOSERS: dict[Channel, Callable[..., Any]] = {
+    Channel.SLACK: slack.compose_digest,
+    Channel.EMAIL: lambda parts, homes, view, config: email.compose(parts, view, config),
+    Channel.TEAMS: teams.compose_digest,
+}

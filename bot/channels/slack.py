@@ -21,6 +21,7 @@ from ..models import Message
 log = logging.getLogger(__name__)
 EVENT_TYPE = "autumna_lead"  # message metadata that lets a restart find what it already posted
 HEADER_LIMIT, SECTION_LIMIT = 150, 3000
+MAX_BLOCKS, DIGEST_TEXT = 50, 11_000  # a message's blocks, and the text a digest spends
 
 
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -58,6 +59,43 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
     for name in ("claim", "footer"):
         if parts.get(name):
             blocks.append({"type": "context", "elements": [_mrkdwn(parts[name])]})
+    return {
+        "text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def compose_digest(
+    parts: dict[str, str], homes: list[dict[str, str]], view: dict[str, Any], config: Any
+) -> dict[str, Any]:
+    """A digest: a header, the summary, a section per home while Slack's limits allow (50
+    blocks, about 12,000 characters of text), and the footer."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": escape.truncate(parts["header"] or "Leads digest", HEADER_LIMIT),
+                "emoji": True,
+            },
+        }
+    ]
+    if parts.get("summary"):
+        blocks.append(_section(parts["summary"]))
+    budget = DIGEST_TEXT - len(parts["summary"]) - len(parts["footer"])
+    sections = [escape.truncate(home["home"], SECTION_LIMIT) for home in homes if home["home"]]
+    for i, text in enumerate(sections):
+        if len(blocks) >= MAX_BLOCKS - 3 or len(text) > budget:
+            left = len(sections) - i
+            note = f"…and {left} more home{'s' * (left != 1)}: the email digest has every home."
+            blocks.append({"type": "context", "elements": [_mrkdwn(note)]})
+            break
+        blocks.append(_section(text))
+        budget -= len(text)
+    if parts.get("footer"):
+        blocks.append({"type": "context", "elements": [_mrkdwn(parts["footer"])]})
     return {
         "text": escape.truncate(parts["text"] or parts["header"], SECTION_LIMIT),
         "blocks": blocks,

@@ -56,11 +56,72 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> dict[st
         "version": CARD_VERSION,
         "body": body,
     }
+    actions = []
+    if (view.get("claiming") or {}).get("link"):
+        actions.append(
+            {"type": "Action.OpenUrl", "title": "I'll call them", "url": view["claiming"]["link"]}
+        )
     if view.get("link"):
-        card["actions"] = [
-            {"type": "Action.OpenUrl", "title": "Open the lead", "url": view["link"]}
-        ]
+        actions.append({"type": "Action.OpenUrl", "title": "Open the lead", "url": view["link"]})
+    if actions:
+        card["actions"] = actions
     _fit(card)
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+        ],
+    }
+
+
+def compose_digest(
+    parts: dict[str, str], homes: list[dict[str, str]], view: dict[str, Any], config: Any
+) -> dict[str, Any]:
+    """A digest: the title and summary, a container per home (its figures, then its bars in a
+    monospaced block), and the footer; homes that do not fit in Teams' size are counted."""
+    parts = {name: text.replace("\n", "\n\n") for name, text in parts.items()}
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": parts["title"] or "Leads digest",
+            "wrap": True,
+            "weight": "Bolder",
+            "size": "Medium",
+        }
+    ]
+    if parts.get("summary"):
+        body.append({"type": "TextBlock", "text": parts["summary"], "wrap": True})
+    containers = []
+    for home in homes:
+        items = [{"type": "TextBlock", "text": home["home"].replace("\n", "\n\n"), "wrap": True}]
+        if home.get("chart"):
+            chart = home["chart"].replace("\n", "\n\n")
+            items.append(
+                {"type": "TextBlock", "text": chart, "wrap": True, "fontType": "Monospace"}
+            )
+        containers.append({"type": "Container", "separator": True, "items": items})
+    footer = (
+        [{"type": "TextBlock", "text": parts["footer"], "wrap": True, "isSubtle": True}]
+        if parts.get("footer")
+        else []
+    )
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "body": body + containers + footer,
+    }
+    shown = len(containers)
+    while _size(card) > MAX_BYTES - 200 and shown:
+        shown -= 1
+        left = len(containers) - shown
+        note = {
+            "type": "TextBlock",
+            "text": f"…and {left} more home{'s' * (left != 1)}: the email digest has every home.",
+            "wrap": True,
+            "isSubtle": True,
+        }
+        card["body"] = [*body, *containers[:shown], note, *footer]
     return {
         "type": "message",
         "attachments": [

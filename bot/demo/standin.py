@@ -1,7 +1,8 @@
 """A local Autumna: a real HTTP server on loopback that answers `GET /api/leads/` the way Autumna
 does (see ../shared/autumna/API.md), quirks included: bare arrays, typographic quotes, padded
-strings, Python-list strings, HTTP 500 for a wrong key or a bad request. The demo polls it; the
-tests' own stand-in (tests/standins/autumna.py) adds faults on command.
+strings, Python-list strings, HTTP 500 for a wrong key or a bad request; and, tiny,
+`GET /api/organisations/` with the example homes. The demo polls it; the tests' own stand-in
+(tests/standins/autumna.py) adds faults and organisations of every shape on command.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from urllib.parse import parse_qs, urlsplit
 
 DATE = re.compile(r'("date"\s*:\s*")([^"]*)(")')
 VISIT = re.compile(r'("visitDate"\s*:\s*")([^"]*)(")')
+# The example rules.toml's homes as one organisation (the endpoint's real shape is not published)
+ORGANISATIONS = json.dumps(
+    [
+        {
+            "id": 1,
+            "name": "Rose Care Homes",
+            "services": [
+                {"id": 100000, "name": "Rose Lodge", "postcode": "SW1A 1AA"},
+                {"id": 200000, "name": "Willow House", "postcode": "M1 1AE"},
+                {"id": 300000, "name": "Oak Manor", "postcode": "LS1 4DY"},
+            ],
+        }
+    ]
+)
 
 
 def bundled_documents() -> list[str]:
@@ -56,6 +71,7 @@ class AutumnaStandin:
         self.documents = list(documents)
         self.api_key = api_key  # None accepts any non-empty key
         self.requests: list[dict[str, str]] = []  # query parameters, api_key masked
+        self.organisations = ORGANISATIONS  # the body of /api/organisations/
         self.bytes_served = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -90,6 +106,10 @@ class AutumnaStandin:
             docs = [d for d in self.documents if _in_window(d, since, until)]
         return "[" + ",\n".join(docs) + "]"
 
+    def organisations_body(self, api_key: str) -> str | None:
+        """What /api/organisations/ answers for this key; None: a wrong key (HTTP 500)."""
+        return self.organisations
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
@@ -100,11 +120,16 @@ class AutumnaStandin:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = standin.record(self.path)
-                if parts.path.rstrip("/") != "/api/leads":
+                if parts.path.rstrip("/") not in ("/api/leads", "/api/organisations"):
                     return self._answer(404, json.dumps({"message": "Not found"}))
                 key = query.get("api_key", "")
                 if not key or (standin.api_key is not None and key != standin.api_key):
                     return self._answer(500, json.dumps({"message": "Server Error"}))
+                if parts.path.rstrip("/") == "/api/organisations":
+                    body = standin.organisations_body(key)
+                    if body is None:
+                        return self._answer(500, json.dumps({"message": "Server Error"}))
+                    return self._answer(200, body)
                 try:
                     since, until = _param(query, "dateTimeFrom"), _param(query, "dateTimeTo")
                 except ValueError:

@@ -17,15 +17,17 @@ from typing import Any
 import sqlite_utils
 
 from .claims import Claims
+from .console import Console
 from .leads import Leads
 from .polls import Polls
+from .reports import Reports
 from .retention import Retention
 from .schema import migrations
 
 __all__ = ["Store"]
 
 
-class Store(Leads, Claims, Polls, Retention):
+class Store(Leads, Claims, Polls, Retention, Reports, Console):
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
         memory = str(path) == ":memory:"

@@ -8,7 +8,8 @@ of the lead that may already be in a channel. Edits go through the outbox like a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ class Claims(Queue):
     ) -> tuple[dict[str, Any] | None, bool]:
         """Record a claim; the first wins. Returns (the lead's claim, whether this one won);
         (None, False) for a lead leadbot does not know."""
-        with self.db.atomic():
+        with self._writing():
             row = self.db.execute(
                 "SELECT seen_at, lead_date FROM leads WHERE key = ? AND unreadable = 0", (lead,)
             ).fetchone()
@@ -42,13 +43,33 @@ class Claims(Queue):
                     "AND status = 'waiting'",
                     (lead,),
                 )
+                # A Slack message in doubt may be in the channel already: it is looked for (and
+                # then edited like the others), not written off.
                 self.db.execute(
                     "UPDATE deliveries SET status = ?, last_error = 'the lead was claimed first' "
-                    "WHERE subject LIKE ? AND status IN ('pending', 'retrying')",
+                    "WHERE subject LIKE ? AND status IN ('pending', 'retrying') "
+                    "AND NOT (channel = 'slack' AND in_doubt = 1)",
                     (Status.CANCELLED, f"esc:{lead}:%"),
                 )
                 self._queue_edits(lead, now)
         return self.claim_of(lead), bool(won)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction that takes the write lock before it reads (BEGIN IMMEDIATE).
+        `leadbot claim` runs while `leadbot run` writes: a transaction that read first would
+        fail ("database is locked") if run wrote in between, where this one waits its turn."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def _queue_edits(self, lead: str, now: float) -> None:
         """An edit for each Slack message of the lead that may be in a channel already (one

@@ -123,3 +123,42 @@ def v2_claims(db: Any) -> None:
         CREATE INDEX slack_messages_by_lead ON slack_messages (lead);
         """
     )
+
+
+@migrations()
+def v3_web_indexes(db: Any) -> None:
+    """What the web console and /metrics ask of a big database: leads by when they were seen
+    (the unclaimed, the recent, the last 30 days), deliveries by when they were sent (new first
+    messages since the last scrape), and the dead letters newest first. Partial indexes stay
+    small: most deliveries are sent and never dead."""
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS leads_by_seen ON leads (seen_at);
+        CREATE INDEX IF NOT EXISTS deliveries_by_sent ON deliveries (sent_at)
+            WHERE sent_at IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (id) WHERE status = 'dead';
+        """
+    )
+
+
+@migrations()
+def v4_digests(db: Any) -> None:
+    """Digests ([[digests]]): one row per digest and day it is for, written in one transaction
+    with its deliveries (subject "digest:<id>"), so a restart never sends one twice."""
+    db.executescript(
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,            -- its name in rules.toml
+            day TEXT NOT NULL,             -- the local date it goes on (ISO): one per name and day
+            period_start REAL NOT NULL,    -- the leads it counts were first seen in [start, end)
+            period_end REAL NOT NULL,
+            due_at REAL NOT NULL,          -- when it was due; created_at is later after downtime
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL,          -- queued (its deliveries written), or skipped (first
+                                           -- seen after its time: nothing sent for that day)
+            figures TEXT NOT NULL DEFAULT '{}',  -- JSON: what it shows; no personal data
+            UNIQUE (name, day)
+        );
+        """
+    )

@@ -53,7 +53,7 @@ from urllib.parse import unquote
 
 from standins import HttpRequest, HttpResponse
 from standins.autumna import AutumnaStandin
-from standins.slack import SlackStandin
+from standins.slack import SlackMessage, SlackStandin
 from standins.smtp import SmtpMessage, SmtpStandin
 from standins.teams import TeamsStandin
 
@@ -78,6 +78,7 @@ VAR_OF = {name: var for var, name in TEAMS_VARS.items()}
 RESCUE_REASON = "fallback: every destination failed"  # alerts.dead_letters writes it
 FOUND_AFTER_RESTART = "found in the channel"  # how dispatch._attempt's remote id begins
 OPEN = ("pending", "sending", "retrying")
+QUERY_CLAIMABLE = "SELECT key FROM leads WHERE announced = 1 AND unreadable = 0 ORDER BY key"
 
 PERMANENT_SLACK = ("channel_not_found", "is_archived", "not_in_channel")
 TRANSIENT_SLACK = (
@@ -105,7 +106,24 @@ def manager_email(n: int) -> str:
     return f"manager-{n:02d}@care.example"
 
 
-def rules_toml(ca_file: str, alert_after: str = "1h") -> str:
+# Escalation steps (`World(escalate=True)`): a few seconds, so they fall due during a run, while
+# leadbot is killed and restarted. A lead gets at most one card per Teams webhook (its own, or one
+# step's), so the lead key in a card's footer and the webhook tell which delivery it is.
+ESCALATE = {
+    "visits": '\nescalate = [{ after = "3s", notify = ["sales"] }]',
+    "call-backs": (
+        "\nescalate = [\n"
+        '  { after = "2s", notify = ["home.manager_slack"] },\n'
+        '  { after = "4s", notify = ["teams-a", "sales"] },\n'
+        "]"
+    ),
+    "referrals": '\nescalate = [{ after = "2s", notify = ["home.manager_slack", "teams-a"] }]',
+}
+CLAIMED_FIRST = "the lead was claimed first"  # Store.claim_lead's reason for a cancelled one
+
+
+def rules_toml(ca_file: str, alert_after: str = "1h", escalate: bool = False) -> str:
+    steps = ESCALATE if escalate else {}
     homes = "".join(
         f"""
 [homes.{1000 + n}]
@@ -155,18 +173,18 @@ teams-b = {{ teams = "${{TEAMS_B_WEBHOOK}}" }}
 [[rules]]
 name = "Visits: the home's channel, its manager and Teams A"
 when = {{ category = [2, 3] }}
-notify = ["home.slack", "home.manager_slack", "teams-a"]
+notify = ["home.slack", "home.manager_slack", "teams-a"]{steps.get("visits", "")}
 
 [[rules]]
 name = "Call-backs are urgent: the home, its manager by email and sales"
 when = {{ category = 4 }}
 notify = ["home.slack", "home.manager_email", "sales"]
-urgent = true
+urgent = true{steps.get("call-backs", "")}
 
 [[rules]]
 name = "Referrals: the home, sales and Teams B"
 when = {{ category = [6, 7] }}
-notify = ["home.slack", "sales", "teams-b"]
+notify = ["home.slack", "sales", "teams-b"]{steps.get("referrals", "")}
 
 [[rules]]
 name = "Contact forms: the home's channel only"
@@ -287,13 +305,15 @@ class Trap:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._channel = ""
+        self._prefix = ""  # only messages whose ref begins so count (e.g. "esc:")
         self._left = 0
         self.fired = threading.Event()
         self.fired_on = ""
 
-    def arm(self, pid: int, channel: str, count: int) -> None:
+    def arm(self, pid: int, channel: str, count: int, prefix: str = "") -> None:
         with self._lock:
             self._pid, self._channel, self._left = pid, channel, count
+            self._prefix = prefix
             self.fired.clear()
             self.fired_on = ""
 
@@ -303,7 +323,7 @@ class Trap:
 
     def accepted(self, channel: str, ref: str) -> None:
         with self._lock:
-            if self._pid is None or channel != self._channel:
+            if self._pid is None or channel != self._channel or not ref.startswith(self._prefix):
                 return
             self._left -= 1
             if self._left > 0:
@@ -340,7 +360,9 @@ class FaultySlack(SlackStandin):
                 data = json.loads(response.body)
             except ValueError:
                 data = {}
-        accepted = method == "chat.postMessage" and bool(data.get("ok"))
+        accepted = method in ("chat.postMessage", "chat.update") and bool(data.get("ok"))
+        if method == "chat.update":  # an edit: the lead was claimed
+            ref = f"edit of {args.get('channel', '')}/{args.get('ts', '')}"
         retry = response.headers.get("Retry-After")
         self.wire.add(
             Answer(
@@ -363,21 +385,26 @@ class FaultySlack(SlackStandin):
 FOOTER_KEY = re.compile(r"Autumna lead (\d+:\d+)")
 
 
-def teams_ref(webhook: str, payload: Any) -> str:
-    """The delivery ref of a Teams message: the lead key from the card's footer line."""
+def teams_ref(webhook: str, payload: Any, steps: dict[tuple[str, str], str] | None = None) -> str:
+    """The delivery ref of a Teams message: the lead key from the card's footer line, or the
+    escalation step that sends the lead to this webhook (`steps`: (lead key, webhook variable)
+    -> `esc:<key>:<step>`, from the rules)."""
     try:
         footer = payload["attachments"][0]["content"]["body"][-1]["text"]
     except (KeyError, IndexError, TypeError):
         return ""
     match = FOOTER_KEY.search(str(footer))
     var = VAR_OF.get(webhook)
-    return f"{match[1]}/teams:{var}" if match and var else ""
+    if not match or not var:
+        return ""
+    return f"{(steps or {}).get((match[1], var), match[1])}/teams:{var}"
 
 
 class FaultyTeams(TeamsStandin):
     def __init__(self, wire: WireLog, trap: Trap, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.wire, self.trap = wire, trap
+        self.steps: dict[tuple[str, str], str] = {}  # filled by World.add_leads
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         response = super().handle(request)
@@ -386,7 +413,7 @@ class FaultyTeams(TeamsStandin):
             payload = json.loads(request.body)
         except ValueError:
             payload = None
-        ref = teams_ref(name, payload)
+        ref = teams_ref(name, payload, self.steps)
         status = 0 if response.drop else response.status
         retry = response.headers.get("Retry-After")
         self.wire.add(
@@ -405,6 +432,12 @@ class FaultyTeams(TeamsStandin):
         if status == 202:
             self.trap.accepted("teams", ref)
         return response
+
+
+def slack_ref(message: SlackMessage) -> str:
+    """The delivery ref leadbot puts in a Slack message's metadata (an edit keeps it)."""
+    meta = message.metadata or {}
+    return str((meta.get("event_payload") or {}).get("ref", ""))
 
 
 MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
@@ -484,6 +517,10 @@ class Figures:
     rescued: int = 0  # leads that reached the fallback because every destination died
     found_after_restart: int = 0  # Slack in-doubt deliveries found in history, not re-posted
     unexpected: int = 0  # "unexpected error" lines in leadbot's log (a channel raised a bug)
+    claims: Counter[str] = field(default_factory=Counter)  # `leadbot claim` runs, by outcome
+    steps: Counter[str] = field(default_factory=Counter)  # escalation steps, by how they ended
+    escalations: Counter[str] = field(default_factory=Counter)  # esc: deliveries, by status
+    edits: Counter[str] = field(default_factory=Counter)  # edits of Slack messages, by outcome
     seconds: float = 0.0
     failed_seeds: list[int] = field(default_factory=list)
 
@@ -515,8 +552,15 @@ class Figures:
             f"already accepted by the stand-in {sum(self.in_doubt_accepted.values())} "
             f"({counts(self.in_doubt_accepted)}); Slack ones found in history after restart "
             f"{self.found_after_restart}",
+            f"  claims {sum(self.claims.values())} ({counts(self.claims)}); escalation steps "
+            f"{sum(self.steps.values())} ({counts(self.steps)}); their deliveries "
+            f"{sum(self.escalations.values())} ({counts(self.escalations)}); Slack edits "
+            f"{sum(self.edits.values())} ({counts(self.edits)})",
             "  duplicates (extra copies): "
-            + ", ".join(f"{c} {self.duplicates[c]} (bound {self.allowed[c]})" for c in channels),
+            + ", ".join(
+                f"{c} {self.duplicates[c]} (bound {self.allowed[c]})"
+                for c in (*channels, "slack edits")
+            ),
             f"  'unexpected error' log lines {self.unexpected}; failed seeds "
             f"{' '.join(map(str, self.failed_seeds)) or 'none'}",
         ]
@@ -544,11 +588,13 @@ class Kill:
     at: float
     channel: str = ""
     count: int = 1
+    prefix: str = ""  # "accept": count only messages whose delivery ref begins so ("esc:")
 
     @property
     def label(self) -> str:
+        what = "an escalation" if self.prefix == "esc:" else f"a {self.channel}"
         return {"timer": "on a timer", "poll": "while reading a poll"}.get(
-            self.mode, f"after a {self.channel} accept"
+            self.mode, f"after {what} accept"
         )
 
 
@@ -556,6 +602,24 @@ class Kill:
 class Life:
     steps: list[Step] = field(default_factory=list)
     kill: Kill | None = None  # None: the last life, which drains and stops cleanly
+    down: list[Step] = field(default_factory=list)  # after the kill, `at` seconds into the
+    # time leadbot stays down (it starts again after the last of them)
+
+
+@dataclass
+class ClaimRun:
+    """One `leadbot claim KEY --by NAME`, run as its own process (while `leadbot run` runs, or
+    while it is down). Times are wall-clock (leadbot's own clock) and monotonic (the wire's)."""
+
+    key: str
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    while_down: bool
+    began: float  # time.time() before the process started
+    began_mono: float
+    done: float | None = None  # time.time() once its exit was seen: the claim is committed
+    code: int | None = None
 
 
 class RunFailed(AssertionError):
@@ -576,6 +640,7 @@ class World:
         slack_rate: float | None = None,
         alert_after: str = "1h",
         drain_timeout: float = 60.0,
+        escalate: bool = False,
     ) -> None:
         self.folder, self.seed = folder, seed
         self.rng = random.Random(seed)
@@ -584,6 +649,9 @@ class World:
             alert_after,
             drain_timeout,
         )
+        self.escalate = escalate  # the rules give some leads escalation steps (ESCALATE)
+        self.claim_runs: list[ClaimRun] = []
+        self.claimed: dict[str, ClaimRun] = {}  # lead key -> the claim that won
         self.wire, self.trap = WireLog(), Trap()
         self.db = folder / "leadbot.db"
         self.rules = folder / "rules.toml"
@@ -619,15 +687,18 @@ class World:
                 self.wire, self.trap, tls="starttls", username=SMTP_USER, password=SMTP_PASSWORD
             )
         )
-        self.rules.write_text(rules_toml(self.smtp.ca_file, self.alert_after), encoding="utf-8")
+        self.rules.write_text(
+            rules_toml(self.smtp.ca_file, self.alert_after, self.escalate), encoding="utf-8"
+        )
         self.config = load_config(self.rules)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.trap.disarm()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        for proc in [self.proc, *(c.proc for c in self.claim_runs)]:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
         self._stack.close()
 
     # -- leads
@@ -663,6 +734,12 @@ class World:
             )
             key = f"{category}:{self.next_id}"
             self.served[key] = (doc, True)
+            own = {t.key for t in route(parse_lead(doc, "default"), self.config).targets}
+            for number, (_, targets) in self.planned_steps(doc).items():
+                for channel, address in targets:
+                    if channel == "teams":
+                        assert f"teams:{address}" not in own, "two cards for one webhook"
+                        self.teams.steps[(key, address)] = f"esc:{key}:{number}"
             docs.append(doc)
             keys.append(key)
         self.autumna.add(*docs)
@@ -706,6 +783,131 @@ class World:
     def autumna_fault(self, label: str, n: int = 1, **fault: Any) -> None:
         self.autumna.fail_next(n, **fault)
         self.autumna_faults += [label] * n
+
+    def planned_steps(self, doc: dict[str, Any]) -> dict[int, tuple[float, set[tuple[str, str]]]]:
+        """The escalation steps the rules give a lead: number -> (after, {(channel, address)}),
+        numbered in order of `after`; a step that reaches nobody (a home without that
+        destination) keeps its number and is not planned."""
+        escalations = route(parse_lead(doc, "default"), self.config).escalations
+        steps = {}
+        for number, after in enumerate(sorted(escalations), start=1):
+            targets = {(str(t.channel), t.address) for t in escalations[after].targets}
+            if targets:
+                steps[number] = (after, targets)
+        return steps
+
+    # -- claims: `leadbot claim`, as its own process
+
+    def claim(self, key: str, name: str) -> ClaimRun:
+        down = self.proc is None or self.proc.poll() is not None
+        log = self.folder / f"claim-{len(self.claim_runs) + 1}.log"
+        began, began_mono = time.time(), time.monotonic()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "--config",
+                    str(self.rules),
+                    "--db",
+                    str(self.db),
+                    "claim",
+                    key,
+                    "--by",
+                    name,
+                ],
+                env=self.env(),
+                cwd=self.folder,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        run = ClaimRun(key, name, proc, log, down, began, began_mono)
+        self.claim_runs.append(run)
+        self.note(f"  `leadbot claim {key} --by {name!r}` started{' (leadbot is down)' * down}")
+        return run
+
+    def claim_some(self, mode: str, pick: float) -> None:
+        """Claim one lead that leadbot has recorded: "early" one whose first escalation step is
+        not due yet, "late" one with a step already due (fired, or about to), "again" one that
+        is claimed already (this claim must be refused), "any" any lead. `pick` in [0, 1)
+        chooses among them (drawn by the plan, so a seed replays the same choices)."""
+        self.reap_claims()
+        try:
+            known = [r["key"] for r in self.query(QUERY_CLAIMABLE)]
+            first_due = {
+                r["lead"]: r["due"]
+                for r in self.query(
+                    "SELECT lead, MIN(due_at) AS due FROM escalations GROUP BY lead"
+                )
+            }
+        except sqlite3.OperationalError:  # killed before the database was created
+            known, first_due = [], {}
+        tried = {c.key for c in self.claim_runs}
+        fresh = [k for k in known if k not in tried]
+        now = time.time()
+        candidates = {
+            "early": [k for k in fresh if first_due.get(k, 0.0) > now + 0.3],
+            "late": [k for k in fresh if first_due.get(k, now + 1) <= now],
+            "again": sorted(self.claimed),
+        }.get(mode, fresh) or fresh
+        if not candidates:
+            self.note(f"  no lead to claim ({mode})")
+            return
+        key = candidates[int(pick * len(candidates))]
+        self.claim(key, f"Carer {len(self.claim_runs) + 1:02d}")
+
+    def wait_for(self, sql: str, *params: Any, timeout: float = 20.0) -> bool:
+        """Wait until `sql` finds a row in leadbot's database (a plan step that must come after
+        something has happened); False, and a problem, if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with suppress(sqlite3.OperationalError):
+                if self.query(sql, *params):
+                    return True
+            time.sleep(0.05)
+        self.problem(f"HARNESS: waited {timeout:.0f}s for {sql} {params}")
+        return False
+
+    def reap_claims(self, wait: bool = False) -> int:
+        """Record the claims that have finished (all of them, with `wait`); returns how many
+        are still running."""
+        running = 0
+        for run in self.claim_runs:
+            if run.code is not None:
+                continue
+            if wait:
+                try:
+                    run.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    run.proc.kill()
+                    run.proc.wait(timeout=10)
+            if run.proc.poll() is None:
+                running += 1
+                continue
+            run.done, run.code = time.time(), run.proc.returncode
+            said = run.log.read_text(errors="replace").strip()
+            where = "while leadbot was down" if run.while_down else "while leadbot ran"
+            if run.code == 0 and run.key not in self.claimed:
+                self.claimed[run.key] = run
+                outcome = "won"
+            elif run.code == 1 and "is already claimed by" in said:
+                outcome = "refused: claimed already"
+            elif run.code == 0:
+                outcome = "won a second time"
+                self.problem(
+                    f"SECOND CLAIM WON: {run.key} was claimed by {self.claimed[run.key].name!r} "
+                    f"and `leadbot claim --by {run.name!r}` {where} says it claimed it too"
+                )
+            else:
+                outcome = "failed"
+                self.problem(
+                    f"CLAIM FAILED: `leadbot claim {run.key} --by {run.name!r}` {where} exited "
+                    f"{run.code}: {said[-300:]!r}"
+                )
+            self.figures.claims[f"{outcome} {where}"] += 1
+            self.note(f"  claim of {run.key} by {run.name!r}: {outcome} (exit {run.code})")
+        return running
 
     # -- the process
 
@@ -794,8 +996,8 @@ class World:
             if got_through:
                 accepted.append(ref)
                 self.figures.in_doubt_accepted[channel] += 1
-                if channel != "slack":
-                    self.allowance[ref] += 1
+                if channel != "slack" or is_edit(row):  # Slack looks before re-posting, not
+                    self.allowance[ref] += 1  # before re-editing: an edit may go twice
         self.copies_seen = Counter({ref: len(got) for ref, got in copies.items()})
         self.doubt_seen = {row_ref(r): r["attempts"] for r in in_doubt}
         fired = f": {self.trap.fired_on}" if self.trap.fired.is_set() else ""
@@ -828,7 +1030,7 @@ class World:
             began = time.monotonic()
             kill = life.kill
             if kill is not None and kill.mode == "accept":
-                self.trap.arm(proc.pid, kill.channel, kill.count)
+                self.trap.arm(proc.pid, kill.channel, kill.count, kill.prefix)
             steps = sorted(life.steps, key=lambda s: s.at)
             served, polled = self.autumna.bytes_served, None
             while True:
@@ -855,6 +1057,7 @@ class World:
                     break
                 if proc.poll() is not None and not self.trap.fired.is_set():
                     break  # died by itself: crash() reports it
+                self.reap_claims()
                 time.sleep(0.01)
             if kill is None:
                 self.drain()
@@ -868,6 +1071,12 @@ class World:
             for step in steps:  # what was still to come happens while leadbot is down
                 self.note(f"  {step.label} (while leadbot is down)")
                 step.do(self)
+            down = time.monotonic()
+            for step in sorted(life.down, key=lambda s: s.at):
+                time.sleep(max(0.0, down + step.at - time.monotonic()))
+                self.note(f"  {step.label} (while leadbot is down)")
+                step.do(self)
+            self.reap_claims(wait=True)  # a claim made while leadbot is down ends before it starts
 
     def drain(self) -> None:
         """Wait for every lead to be recorded and every delivery to finish."""
@@ -901,8 +1110,12 @@ class World:
                 "status = 'dead' AND dead_announced = 0 AND subject NOT LIKE 'notice:%'"
             )
             failing = self.query("SELECT account FROM polls WHERE last_error != ''")
+            waiting = self.query(
+                "SELECT COUNT(*) AS n, MIN(due_at) AS due FROM escalations WHERE status = 'waiting'"
+            )[0]
         except sqlite3.OperationalError as exc:  # not created yet, or busy
             return f"database: {exc}"
+        claiming = self.reap_claims()
         missing = [k for k in self.served if k not in known]
         if self.autumna.faults or failing:  # the stop's exit code follows the last poll
             return (
@@ -919,6 +1132,13 @@ class World:
             )
         if unannounced:
             return f"{len(unannounced)} dead deliveries not yet reported to ops"
+        if claiming:
+            return f"{claiming} `leadbot claim` still running"
+        if waiting["n"]:
+            return (
+                f"{waiting['n']} escalation steps waiting (the next due in "
+                f"{waiting['due'] - time.time():.1f}s)"
+            )
         return ""
 
     # -- reading the results
@@ -940,14 +1160,20 @@ class World:
         mids = {message_id(row_ref(r), SENDER): row_ref(r) for r in rows if r["channel"] == "email"}
         copies: dict[str, list[str]] = defaultdict(list)
         for m in self.slack.messages:
-            meta = m.metadata or {}
-            copies[str((meta.get("event_payload") or {}).get("ref", ""))].append(m.channel)
+            copies[slack_ref(m)].append(m.channel)
+        # An edit is a chat.update of the message its original delivery posted.
+        by_ref = {row_ref(r): r for r in rows}
+        edit_of = {int(r["subject"][5:]): row_ref(r) for r in rows if is_edit(r)}
+        for u in self.slack.updates:
+            original = by_ref.get(slack_ref(u.message))
+            ref = edit_of.get(original["id"]) if original is not None else None
+            copies[ref or f"chat.update of {u.channel}/{u.ts}"].append(u.channel)
         for e in self.smtp.messages:
             mid = message_id_of(e.raw)
             copies[mids.get(mid, f"Message-ID {mid}")].append(",".join(e.rcpt_tos))
         for r in self.teams.requests:
             if r.status == 202:
-                copies[teams_ref(r.webhook, r.payload)].append(r.webhook)
+                copies[teams_ref(r.webhook, r.payload, self.teams.steps)].append(r.webhook)
         strays = [
             f"{ref or '(no ref)'} x{len(got)}" for ref, got in copies.items() if ref not in refs
         ]
@@ -1014,6 +1240,7 @@ class World:
         notices = " ".join(
             r["text"] for r in self.query("SELECT text FROM notices WHERE kind = 'dead'")
         )
+        claims = {r["lead"]: r for r in self.query("SELECT * FROM claims")}
         for row in rows:
             ref, channel, status = row_ref(row), row["channel"], row["status"]
             got = copies.get(ref, [])
@@ -1024,10 +1251,26 @@ class World:
             if wrong:
                 self.problem(f"MISDELIVERED {ref}: arrived at {wrong}")
             if status == "sent":
-                if not got:
+                # An edit of a message that never went out has nothing to do (it is checked
+                # with the claims, below).
+                nothing = is_edit(row) and not row["remote_id"].startswith("edited ")
+                if not got and not nothing:
                     self.problem(
                         f"LOST {ref}: the database says sent, but the {channel} "
                         "stand-in never accepted it"
+                    )
+            elif status == "cancelled":
+                if lead_of(row["subject"]) not in claims or not row["subject"].startswith("esc:"):
+                    self.problem(
+                        f"WRONGLY CANCELLED {ref}: only the escalations of a claimed lead are "
+                        "cancelled"
+                    )
+                elif row["last_error"] != CLAIMED_FIRST:
+                    self.problem(f"CANCELLED {ref} for another reason: {row['last_error']!r}")
+                if got and not row["in_doubt"]:
+                    self.problem(
+                        f"CANCELLED BUT DELIVERED {ref}: {len(got)} copies reached the "
+                        f"{channel} stand-in, and its last attempt was not in doubt"
                     )
             elif status == "dead":
                 figures.dead[channel] += 1
@@ -1054,14 +1297,15 @@ class World:
                     f"error {row['last_error']!r}"
                 )
             extra = max(0, len(got) - 1)
-            allowed = 0 if channel == "slack" else self.allowance[ref]
-            figures.duplicates[channel] += extra
-            figures.allowed[channel] += allowed
+            allowed = 0 if channel == "slack" and not is_edit(row) else self.allowance[ref]
+            kind = "slack edits" if is_edit(row) else channel
+            figures.duplicates[kind] += extra
+            figures.allowed[kind] += allowed
             if extra > allowed:
                 self.problem(
                     f"DUPLICATE {ref}: {len(got)} copies; the bound allows "
                     f"{1 + allowed} ({self.allowance[ref]} kills caught it in flight "
-                    f"after the stand-in had accepted it; Slack allows none). In "
+                    f"after the stand-in had accepted it; Slack posts allow none). In "
                     f"flight at: {', '.join(self.caught[ref]) or 'no kill'}; "
                     f"{self.lookup_errors()} Slack lookups failed in this run"
                 )
@@ -1082,12 +1326,15 @@ class World:
             rescue = [r for r in its if RESCUE_REASON in json.loads(r["reasons"])]
             if any(r["status"] == "sent" for r in rescue):
                 figures.rescued += 1
+            elif rescue and all(r["status"] == "cancelled" for r in rescue):
+                pass  # an escalation whose lead was claimed before the fallback got it
             else:
                 self.problem(
                     f"NOT RESCUED {subject}: every destination died and the fallback "
                     f"destination never got it"
                 )
 
+        self.check_claims(rows, copies, claims)
         self.count_faults()
         for life in range(1, self.lives + 1):
             text = self.log_path(life).read_text(errors="replace")
@@ -1098,6 +1345,170 @@ class World:
         if self.problems:
             raise RunFailed(self.report())
         return figures
+
+    def check_claims(
+        self,
+        rows: list[sqlite3.Row],
+        copies: dict[str, list[str]],
+        claims: dict[str, sqlite3.Row],
+    ) -> None:
+        """5. Claims and escalation: the claim that won is the one recorded; every step the rules
+        plan is in the database and fires exactly once (one set of deliveries) unless its lead
+        was claimed first, and never after the claim; a claim cancels the escalation messages
+        it finds queued; every Slack message of a claimed lead shows the claim in the end, and
+        one posted before the claim was edited (a chat.update reached it)."""
+        by_subject: dict[str, list[sqlite3.Row]] = defaultdict(list)
+        for row in rows:
+            by_subject[row["subject"]].append(row)
+        steps: dict[str, dict[int, sqlite3.Row]] = defaultdict(dict)
+        for step in self.query("SELECT * FROM escalations"):
+            steps[step["lead"]][step["step"]] = step
+        seen = {r["key"]: r["seen_at"] for r in self.query("SELECT key, seen_at FROM leads")}
+
+        for key, won in self.claimed.items():
+            claim = claims.get(key)
+            if claim is None or (claim["by_name"], claim["via"]) != (won.name, "cli"):
+                self.problem(
+                    f"CLAIM LOST {key}: `leadbot claim --by {won.name!r}` said it won; the "
+                    f"database holds {dict(claim) if claim else 'no claim'}"
+                )
+        for key in set(claims) - set(self.claimed):
+            self.problem(f"CLAIM {key} that nobody made: {dict(claims[key])}")
+
+        for key, (doc, announce) in self.served.items():
+            planned = self.planned_steps(doc) if announce and not key.startswith("raw:") else {}
+            if set(steps.get(key, {})) != set(planned):
+                self.problem(
+                    f"LOST STEP {key}: the rules plan steps {sorted(planned)}, the database "
+                    f"holds {sorted(steps.get(key, {}))}"
+                )
+            for number, (after, targets) in planned.items():
+                if number in steps.get(key, {}):
+                    self.check_step(steps[key][number], after, targets, seen[key], by_subject)
+
+        for subject, its in by_subject.items():
+            if not subject.startswith("esc:"):
+                continue
+            key, _, step_no = subject[4:].rpartition(":")
+            fired = steps.get(key, {}).get(int(step_no))
+            if fired is None or fired["status"] != "fired":
+                self.problem(
+                    f"ESCALATION WITHOUT ITS STEP {subject}: the step is "
+                    f"{fired['status'] if fired else 'not in the database'}"
+                )
+            winner = self.claimed.get(key)
+            for row in its:
+                self.figures.escalations[row["status"]] += 1
+                tried = row["first_attempt_at"]
+                if winner is None or winner.done is None or row["status"] == "cancelled":
+                    continue
+                if tried is None or tried > winner.done:
+                    self.problem(
+                        f"ESCALATION SENT AFTER THE CLAIM {row_ref(row)}: {row['status']}, "
+                        f"first tried {tried - winner.done if tried else 0:.2f}s after "
+                        f"{winner.name} had claimed the lead; a claim cancels what is queued"
+                    )
+        self.check_edits(rows, copies, claims)
+
+    def check_step(
+        self,
+        step: sqlite3.Row,
+        after: float,
+        targets: set[tuple[str, str]],
+        seen_at: float,
+        by_subject: dict[str, list[sqlite3.Row]],
+    ) -> None:
+        """One planned escalation step, as it ended."""
+        key, subject = step["lead"], f"esc:{step['lead']}:{step['step']}"
+        kept = {(t["channel"], t["address"]) for t in json.loads(step["targets"])}
+        if kept != targets or abs(step["due_at"] - seen_at - after) > 0.01:
+            self.problem(
+                f"STEP {subject} planned wrong: due {step['due_at'] - seen_at:.2f}s after the "
+                f"lead was seen, to {sorted(kept)}; the rules say {after:.0f}s, to "
+                f"{sorted(targets)}"
+            )
+        own = [
+            r for r in by_subject.get(subject, []) if RESCUE_REASON not in json.loads(r["reasons"])
+        ]
+        winner = self.claimed.get(key)
+        claimed = winner is not None and winner.done is not None
+        if step["status"] == "fired":
+            self.figures.steps["fired, lead claimed later" if claimed else "fired"] += 1
+            told = {(r["channel"], r["address"]) for r in own}
+            if told != targets:
+                self.problem(
+                    f"SKIPPED STEP {subject}: fired, with deliveries to {sorted(told)}; the "
+                    f"step notifies {sorted(targets)}"
+                )
+            if step["fired_at"] < step["due_at"]:
+                self.problem(
+                    f"EARLY STEP {subject}: fired {step['due_at'] - step['fired_at']:.2f}s "
+                    "before it was due"
+                )
+            if winner is not None and winner.done is not None and step["fired_at"] > winner.done:
+                self.problem(
+                    f"FIRED AFTER THE CLAIM {subject}: fired {step['fired_at'] - winner.done:.2f}s "
+                    f"after {winner.name} had claimed the lead (due "
+                    f"{step['due_at'] - winner.done:+.2f}s from the claim)"
+                )
+        elif step["status"] == "stopped" and winner is not None:
+            due = "after" if step["due_at"] <= winner.began else "before"
+            self.figures.steps[f"stopped, claimed {due} it was due"] += 1
+            if own:
+                self.problem(f"STOPPED STEP {subject} has deliveries: {[row_ref(r) for r in own]}")
+        else:
+            self.problem(
+                f"SKIPPED STEP {subject}: {step['status']} {time.time() - step['due_at']:.1f}s "
+                f"after it was due{'' if winner else ', and nobody claimed the lead'}"
+            )
+
+    def check_edits(
+        self,
+        rows: list[sqlite3.Row],
+        copies: dict[str, list[str]],
+        claims: dict[str, sqlite3.Row],
+    ) -> None:
+        """Slack: every message of a claimed lead says so in the end; one that was in its
+        channel before the claim began was edited (a chat.update reached it)."""
+        edits = {int(r["subject"][5:]): r for r in rows if is_edit(r)}
+        by_ref = {row_ref(r): r for r in rows}
+        by_id = {r["id"]: r for r in rows}
+        posted_at = {
+            a.ref: a.at
+            for a in self.wire.answers
+            if a.channel == "slack" and a.method == "chat.postMessage" and a.accepted
+        }
+        for message in self.slack.messages:
+            ref = slack_ref(message)
+            key, row = lead_of(ref.partition("/")[0]), by_ref.get(ref)
+            claim = claims.get(key) if key is not None else None
+            if row is None or claim is None:
+                continue
+            edit = edits.get(row["id"])
+            how = (
+                f"its edit is {edit['status']} ({edit['remote_id'] or edit['last_error']!r})"
+                if edit is not None
+                else "no edit was queued"
+            )
+            current = self.slack.message(message.channel, message.ts)
+            if f"Claimed by {claim['by_name']}" not in json.dumps([current.text, current.blocks]):
+                self.problem(
+                    f"NOT SHOWN CLAIMED {ref}: {claim['by_name']} claimed the lead; its "
+                    f"message in {message.channel} does not say so; {how}"
+                )
+            winner = self.claimed.get(str(key))
+            before = winner is not None and posted_at.get(ref, float("inf")) < winner.began_mono
+            if winner is not None and before and (edit is None or not copies.get(row_ref(edit))):
+                self.problem(
+                    f"NOT EDITED {ref}: posted {winner.began_mono - posted_at[ref]:.2f}s "
+                    f"before {winner.name} claimed the lead, and no chat.update reached it; {how}"
+                )
+        for edit in edits.values():
+            done = edit["status"] == "sent" and edit["remote_id"].startswith("edited ")
+            self.figures.edits["chat.update" if done else f"{edit['status']}, nothing to edit"] += 1
+            original = by_id.get(int(edit["subject"][5:]))
+            if original is None or lead_of(original["subject"]) not in claims:
+                self.problem(f"EDIT {row_ref(edit)} of a message whose lead is unclaimed")
 
     def lookup_errors(self) -> int:
         return sum(
@@ -1173,6 +1584,18 @@ class World:
 def row_ref(row: sqlite3.Row) -> str:
     """The ref leadbot gives a delivery (dispatch.render): `<subject>/<channel>:<address>`."""
     return f"{row['subject']}/{row['channel']}:{row['address']}"
+
+
+def is_edit(row: sqlite3.Row) -> bool:
+    """An edit of a posted Slack message (`edit:<delivery id>`): the lead was claimed."""
+    return str(row["subject"]).startswith("edit:")
+
+
+def lead_of(subject: str) -> str | None:
+    """The lead a lead's own message (`4:2000`) or escalation (`esc:4:2000:1`) is about."""
+    if subject.startswith("esc:"):
+        return subject[4:].rpartition(":")[0]
+    return None if ":" not in subject or subject.split(":", 1)[0].isalpha() else subject
 
 
 # --- chaos: a run drawn from a seed -----------------------------------------------------------
@@ -1313,16 +1736,34 @@ def chaos_plan(rng: random.Random) -> tuple[int, list[Life]]:
         for _ in range(rng.randint(1, 3)):
             label, do = random_fault(rng)
             steps.append(Step(rng.uniform(0, span), label, do))
-        kill = None
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            mode, pick = rng.choice(CLAIM_MODES), rng.random()
+            steps.append(Step(rng.uniform(0, span + 1.0), f"a claim ({mode})", claim(mode, pick)))
+        kill, down = None, []
         if not last:
             if rng.random() < 0.5:
                 kill = Kill("timer", rng.uniform(0.2, span + 1.0))
             else:
-                kill = Kill(
-                    "accept", span + 1.5, rng.choice(("slack", "email", "teams")), rng.randint(1, 4)
-                )
-        lives.append(Life(steps, kill))
+                channel = rng.choice(("slack", "email", "teams"))
+                prefix = rng.choice(("", "esc:")) if channel != "email" else ""
+                kill = Kill("accept", span + 1.5, channel, rng.randint(1, 4 if not prefix else 2))
+                kill.prefix = prefix
+            if rng.random() < 0.4:  # down long enough for a step to fall due meanwhile
+                pause = rng.uniform(0.5, 2.5)
+                if rng.random() < 0.6:
+                    mode, pick = rng.choice(CLAIM_MODES), rng.random()
+                    down.append(Step(pause, f"a claim ({mode})", claim(mode, pick)))
+                else:
+                    down.append(Step(pause, f"leadbot stays down {pause:.1f}s", lambda w: None))
+        lives.append(Life(steps, kill, down))
     return initial, lives
+
+
+CLAIM_MODES = ("early", "early", "late", "late", "any", "again")
+
+
+def claim(mode: str, pick: float) -> Callable[[World], object]:
+    return lambda world: world.claim_some(mode, pick)
 
 
 def finish(world: World) -> Figures:
@@ -1340,7 +1781,7 @@ def finish(world: World) -> Figures:
 def run_chaos(folder: Path, seed: int) -> Figures:
     rng = random.Random(seed)
     initial, lives = chaos_plan(rng)
-    with World(folder, seed) as world:
+    with World(folder, seed, escalate=True) as world:
         world.replay = f"LEADBOT_FAULT_SEED={seed} python -m pytest tests/faults -k chaos"
         world.add_leads(initial)
         world.play(lives)

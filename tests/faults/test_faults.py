@@ -35,7 +35,9 @@ from .harness import (
     World,
     finish,
     home_channel,
+    lead_of,
     manager_email,
+    manager_slack,
     row_ref,
     run_chaos,
 )
@@ -449,6 +451,134 @@ def test_a_second_kill_before_the_check_still_does_not_repost_to_slack(tmp_path:
         )
         figures = finish(world)
     assert figures.duplicates["slack"] == 0
+
+
+# --- claims and escalation -------------------------------------------------------------------
+
+STEP_FIRED = "SELECT 1 FROM escalations WHERE lead = ? AND step = ? AND status = 'fired'"
+
+
+def test_escalation_steps_fire_once_across_kills_and_claims_stop_them_and_edit_slack(
+    tmp_path: Path,
+) -> None:
+    """Call-backs escalate to the manager's Slack at 2 s and to Teams A and sales at 4 s;
+    referrals to the manager's Slack and Teams A at 2 s. Claims with `leadbot claim`: one lead
+    before its steps are due; one while leadbot is down after its second step came due (killed
+    right after Slack accepted an escalation); one while its escalation is being retried (the
+    queued message is cancelled); one after both its steps fired. The others escalate once
+    each, a step that came due while leadbot was down included."""
+    with World(tmp_path, 808, escalate=True) as world:
+        calls = world.add_leads(4, categories=(4,), homes=(3,))
+        referrals = world.add_leads(3, categories=(6, 7), homes=(5,))
+
+        def claim_when_seen(w: World) -> None:
+            w.wait_for("SELECT 1 FROM leads WHERE key = ?", calls[0])
+            w.claim(calls[0], "Carer A")
+
+        def claim_while_retried(w: World) -> None:
+            w.wait_for(
+                "SELECT 1 FROM deliveries WHERE subject = ? AND channel = 'slack' "
+                "AND status = 'retrying' AND in_doubt = 0",
+                f"esc:{referrals[0]}:1",
+            )
+            w.claim(referrals[0], "Carer C")
+            w.reap_claims(wait=True)
+            w.slack.fail_channel(manager_slack(5), None)
+
+        def claim_after_both_steps(w: World) -> None:
+            w.wait_for(STEP_FIRED, calls[3], 2)
+            w.claim(calls[3], "Carer D")
+
+        world.play(
+            [
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "Slack internal_error on manager 05's DM until the claim",
+                            lambda w: w.slack.fail_channel(manager_slack(5), "internal_error"),
+                        ),
+                        Step(0.0, "claim a call-back as soon as it is seen", claim_when_seen),
+                    ],
+                    Kill("accept", 20.0, "slack", 1, prefix="esc:"),
+                    down=[
+                        Step(
+                            2.5,
+                            "claim a call-back whose second step came due meanwhile",
+                            lambda w: w.claim(calls[1], "Carer B"),
+                        )
+                    ],
+                ),
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "claim a referral while its escalation is retried",
+                            claim_while_retried,
+                        ),
+                        Step(
+                            0.0,
+                            "claim a call-back after both its steps fired",
+                            claim_after_both_steps,
+                        ),
+                    ]
+                ),
+            ]
+        )
+        figures = finish(world)
+        steps = world.query("SELECT lead, step, status FROM escalations ORDER BY lead, step")
+    status = {(r["lead"], r["step"]): r["status"] for r in steps}
+    assert figures.crashes == {"after an escalation accept": 1}
+    assert (status[(calls[0], 1)], status[(calls[0], 2)]) == ("stopped", "stopped")
+    assert status[(calls[1], 2)] == "stopped"
+    assert status[(calls[3], 1)] == status[(calls[3], 2)] == "fired"
+    assert all(status[(key, 1)] == "fired" for key in (calls[2], *referrals))
+    assert status[(calls[2], 2)] == "fired"
+    assert figures.steps["stopped, claimed after it was due"] >= 1
+    assert figures.escalations["cancelled"] >= 1
+    assert figures.edits["chat.update"] >= 3
+    assert figures.claims == {"won while leadbot ran": 3, "won while leadbot was down": 1}
+
+
+def test_a_claim_while_an_escalation_is_in_doubt_still_edits_it_once_it_is_found(
+    tmp_path: Path,
+) -> None:
+    """Killed right after Slack accepted an escalation message; on restart the history lookup
+    that would find it fails a few times, and the lead is claimed meanwhile. The message is in
+    the channel: it must be found and edited to show the claim, not written off."""
+    with World(tmp_path, 809, escalate=True) as world:
+        world.add_leads(2, categories=(4,), homes=(4,))
+
+        def claim_in_doubt(w: World) -> None:
+            w.wait_for(
+                "SELECT 1 FROM deliveries WHERE subject LIKE 'esc:%' AND channel = 'slack' "
+                "AND status = 'retrying' AND in_doubt = 1"
+            )
+            key = lead_of(w.trap.fired_on.split(" ", 1)[1].partition("/")[0])
+            assert key is not None, w.trap.fired_on
+            w.claim(key, "Carer E")
+
+        world.play(
+            [
+                Life(kill=Kill("accept", 20.0, "slack", 1, prefix="esc:")),
+                Life(
+                    [
+                        Step(
+                            0.0,
+                            "conversations.history fails x3",
+                            lambda w: w.slack.fail_next(
+                                3, "internal_error", method="conversations.history"
+                            ),
+                        ),
+                        Step(0.0, "claim the lead whose escalation is in doubt", claim_in_doubt),
+                    ]
+                ),
+            ]
+        )
+        figures = finish(world)
+    assert figures.crashes == {"after an escalation accept": 1}
+    assert figures.duplicates["slack"] == 0 and figures.found_after_restart >= 1
+    assert figures.edits["chat.update"] >= 2
 
 
 # --- chaos -----------------------------------------------------------------------------------
