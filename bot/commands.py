@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     try:
         with pipeline.opened(pipeline.db_path(args.db)) as store:
-            runner = pipeline.build(config, settings, store, backfill=args.backfill)
+            runner = pipeline.build(
+                config, settings, store, backfill=args.backfill, console=not args.once
+            )
             with signals(runner):
                 ok = runner.run(once=args.once)
     except Locked as exc:

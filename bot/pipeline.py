@@ -109,8 +109,10 @@ def build(
     backfill: bool = False,
     sink: Path | None = None,
     stop: threading.Event | None = None,
+    console: bool = True,
 ) -> Runner:
-    """Assemble the stages for a run: real channels, or the demo's folder sink."""
+    """Assemble the stages for a run: real channels, or the demo's folder sink. `console`: serve
+    the web console too (`run`, not `run --once`)."""
     http = httpx.Client(
         timeout=httpx.Timeout(30.0, connect=10.0), transport=httpx.HTTPTransport(retries=1)
     )
@@ -150,7 +152,7 @@ def build(
         config.path,
         settings,
         store,
-        lambda new: runner.adopt(new, Renderer(new, claiming)),
+        lambda new: runner.adopt(new, Renderer(new, claiming, settings.web_secret)),
         runner.config,
         time.time(),
     )
@@ -167,10 +169,10 @@ def build(
         runner.closers.append(listener.close)
     elif sink is None and claiming == "reaction":
         runner.watch = slack_watch(config, settings)
-    if sink is None and settings.web_listen:
+    path = store.db_file()  # the console opens its own connections to the same file
+    if console and sink is None and settings.web_listen and path is not None:
         from .web import create_app, serve  # the console's libraries load only when it is on
 
-        path = store.db_file() or Path(":memory:")
         app = create_app(config, settings, path, runner=runner, claiming=claiming)
         runner.closers.append(serve(app, settings.web_listen))
     return runner

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -223,13 +223,18 @@ def signals(runner: Runner) -> Iterator[None]:
     """SIGTERM / SIGINT: stop starting new sends, finish and record the one in flight, exit 0.
     SIGHUP: reload rules.toml and the templates at the loop's next turn."""
 
+    # Each handler sets its event before it logs: a signal that lands while this thread is
+    # writing a log line makes the handler's own write fail (RuntimeError: reentrant call
+    # inside stderr), and the stop or the reload must not be lost with the line.
     def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping: finishing the sends in flight (signal %d)", signum)
         runner.stop.set()
+        with suppress(RuntimeError):
+            log.info("stopping: finishing the sends in flight (signal %d)", signum)
 
     def hangup(signum: int, frame: FrameType | None) -> None:
-        log.info("reloading: SIGHUP received")
         runner.hangup.set()
+        with suppress(RuntimeError):
+            log.info("reloading: SIGHUP received")
 
     handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hangup}
     previous = {s: signal.signal(s, h) for s, h in handlers.items()}

@@ -91,7 +91,10 @@ class Settings:
         values = [
             *self.api_keys.values(),
             self.slack_token,
+            self.slack_app_token,
             self.smtp_password,
+            self.web_password,
+            self.web_secret,
             *self.teams_webhooks.values(),
         ]
         return [v for v in values if len(v) >= 4]

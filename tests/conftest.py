@@ -217,6 +217,7 @@ class World:
             "HOME": str(self.folder),
             "LANG": "C.UTF-8",
             "TZ": "Asia/Kolkata",  # far from UTC: a local time sent as UTC would show
+            "LEADBOT_WEB_LISTEN": "",  # no console (tests of the console turn it on)
             "PYTHONDONTWRITEBYTECODE": "1",
             "AUTUMNA_API_URL": self.autumna.url,
             "AUTUMNA_API_KEY": API_KEY,
@@ -300,6 +301,10 @@ def query(db_path: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
     try:
         db.row_factory = sqlite3.Row
         return list(db.execute(sql, params))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # leadbot has created the file but not yet its tables
+        raise
     finally:
         db.close()
 
@@ -311,6 +316,7 @@ def bare_env(folder: Path, **variables: str) -> dict[str, str]:
         "HOME": str(folder),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "LEADBOT_WEB_LISTEN": "",  # no console (tests of the console turn it on)
         **variables,
     }
 

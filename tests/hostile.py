@@ -1120,6 +1120,7 @@ def installation(
             "HOME": str(folder),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "LEADBOT_WEB_LISTEN": "",  # no console here
             "AUTUMNA_API_URL": autumna.url,
             "AUTUMNA_API_KEY": api_key,
             "SLACK_BOT_TOKEN": slack_token,

@@ -500,6 +500,7 @@ def test_an_unclaimed_lead_escalates_step_by_step_across_a_kill_and_a_claimed_on
     status = world.run("status")
     assert status.returncode == 0, status.stderr
     assert "claimed by Tom Reid (cli) today " in status.stdout
+    assert "awaiting a claim" in status.stdout
     assert re.search(
         r"step 1 \(2 s\): escalated today \d\d:\d\d to home\.manager_slack", status.stdout
     )
@@ -639,6 +640,8 @@ def test_a_lost_socket_mode_connection_never_holds_up_polling_or_delivery(
     world = buttons
     with running(world) as process:
         socket_mode.wait_connected(timeout=15)
+        # An event that is no claim, acknowledged: the connection is up and in use.
+        acknowledged(socket_mode, socket_mode.send_event({"type": "app_home_opened", "user": TOM}))
         world.slack.socket_mode = None  # apps.connections.open fails: the outage lasts
         socket_mode.drop()
         wait_for(lambda: socket_mode.open_connections == 0, what="the connection gone")

@@ -1,8 +1,9 @@
 """The console in a real browser: Debian's headless Chromium driven by Playwright for Python,
-against the console served by uvicorn on loopback as `leadbot run` serves it. Each journey a
-person makes — log in, see an unclaimed lead, open it, resend a dead letter, follow a claim link
-from an email and claim — with assertions on the DOM, and screenshots kept in tests/artifacts/
-(or $LEADBOT_ARTEFACTS) to look at.
+against the console served by uvicorn on loopback as `leadbot run` serves it, and once against
+the real `leadbot run` process with its stand-ins (a lead from Autumna to a claim made in the
+browser to the Slack message edited). Each journey a person makes — log in, see an unclaimed
+lead, open it, resend a dead letter, follow a claim link from an email and claim — with
+assertions on the DOM, and screenshots kept in tests/artifacts/web/ (or $LEADBOT_ARTEFACTS).
 
 Without Chromium (or Playwright) these tests skip, saying why, on a developer's machine; in CI
 (CI set) they fail: .ci/run installs Debian's chromium package.
@@ -12,17 +13,22 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROSE_MANAGER_EMAIL, World, published_by_key, wait_for
 from webworld import PASSWORD, PERSONAL_WORDS, SECRET, Console, build, record
 
+from bot.demo.standin import redate
 from bot.models import Channel, Facts, Target
 from bot.parse import parse_lead
 from bot.render import Renderer
@@ -194,11 +200,14 @@ def claim_link_in_the_email(console: Console, url: str) -> str:
     lead = parse_lead(record(4, "", 2001, 100000, 0), "default")
     target = Target(Channel.EMAIL, "amira.khan@rosecare.example", "home.manager_email", "full")
     payload = Renderer(config, "reaction", SECRET).render(lead, target, Facts(True)).payload
-    mail = email.message_from_bytes(payload.as_bytes(), policy=email.policy.default)
+    return claim_link(email.message_from_bytes(payload.as_bytes(), policy=email.policy.default))
+
+
+def claim_link(mail: Any) -> str:
     anchors = Anchors()
     anchors.feed(mail.get_body(("html",)).get_content())
     (href,) = [href for href, text in anchors.found if text == "I'll call them"]
-    return href
+    return str(href)
 
 
 def test_follow_a_claim_link_from_an_email_and_claim_the_lead(browser: Any, served: Any) -> None:
@@ -233,3 +242,53 @@ def test_follow_a_claim_link_from_an_email_and_claim_the_lead(browser: Any, serv
     shot(theirs, "11-forged-link")
     tom.close()
     sam.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_real_run_from_a_lead_to_a_claim_made_in_the_browser(
+    browser: Any, world: World
+) -> None:
+    """`leadbot run` with its console: Autumna's call-back reaches the manager's inbox with a
+    claim link; the manager claims it in Chromium; the run edits the Slack message to say so
+    and the console no longer lists the lead as unclaimed."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    rules = world.config.read_text(encoding="utf-8").replace('interval = "1m"', 'interval = "1s"')
+    world.config.write_text(rules + f'\n[web]\npublic_url = "{url}"\n', encoding="utf-8")
+    world.extra_env |= {
+        "LEADBOT_WEB_LISTEN": f"127.0.0.1:{port}",
+        "LEADBOT_WEB_PASSWORD": PASSWORD,
+        "LEADBOT_WEB_SECRET": SECRET,
+    }
+    world.autumna.add(redate([published_by_key()["4:2000"]], datetime.now(UTC))[0])
+    with world.running("run") as process:
+        mails = wait_for(
+            lambda: [m for m in world.smtp.messages if ROSE_MANAGER_EMAIL in m.rcpt_tos],
+            30,
+            "the manager's email",
+        )
+        link = claim_link(mails[0].message)
+        assert link.startswith(f"{url}/claim/")
+        console = browser.new_page()
+        log_in(console, url)
+        assert "4:2000" in console.locator("tr.unclaimed-lead").first.inner_text()
+        shot(console, "12-run-overview")
+        manager = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True).new_page()
+        manager.goto(link)
+        manager.fill("#name", "Amira Khan")
+        manager.click("#claim-button")
+        manager.wait_for_selector("#claimed")
+        shot(manager, "13-run-claimed-phone")
+        edit = wait_for(lambda: world.slack.updates, 30, "the Slack message edited to say so")
+        assert "Amira Khan" in json.dumps(edit[0].args)
+        console.reload()
+        assert console.locator("tr.unclaimed-lead").count() == 0
+        console.goto(f"{url}/leads/4:2000")
+        assert "by Amira Khan" in console.inner_text("#claim")
+        shot(console, "14-run-lead-claimed")
+        assert process.poll() is None

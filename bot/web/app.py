@@ -59,7 +59,7 @@ class Loop(Protocol):
 class Site:
     """Everything a page needs, built once per app."""
 
-    config: Config
+    started_with: Config  # `config` is the run loop's, which a reload (SIGHUP) replaces
     settings: Settings
     db_path: Path
     runner: Loop | None
@@ -68,7 +68,7 @@ class Site:
     started: float = 0.0
     guard: Guard = field(init=False)
     templates: Environment = field(init=False)
-    renderer: Renderer = field(init=False)
+    rendering: tuple[Config, Renderer] | None = None
     registry: CollectorRegistry = field(init=False)
     render_lock: threading.Lock = field(default_factory=threading.Lock)
     metrics: Warm[Snapshot] = field(init=False)  # what /metrics reads from the database
@@ -93,7 +93,6 @@ class Site:
             "moment": lambda at: moment(at, self.config),
             "lead_of": lead_of,
         }
-        self.renderer = Renderer(self.config, self.claiming, self.settings.web_secret)
         figures = Figures()
 
         def snapshot() -> Snapshot:
@@ -109,6 +108,22 @@ class Site:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Figuring(self))
         ProcessCollector(registry=self.registry)
+
+    @property
+    def config(self) -> Config:
+        current = getattr(self.runner, "config", None)
+        return current if isinstance(current, Config) else self.started_with
+
+    @property
+    def renderer(self) -> Renderer:
+        """Messages as the run renders them now: with the config it has now."""
+        config, rendering = self.config, self.rendering
+        if rendering is None or rendering[0] is not config:
+            rendering = self.rendering = (
+                config,
+                Renderer(config, self.claiming, self.settings.web_secret),
+            )
+        return rendering[1]
 
     @contextmanager
     def store(self) -> Iterator[Store]:

@@ -32,7 +32,9 @@ async def claim_page(request: Request) -> Response:
     try:
         lead = links.verify(site.settings.web_secret, request.path_params["token"], now)
     except links.BadLink as exc:
-        return site.page(request, "problem.j2", 403, title="This link does not work", text=str(exc))
+        why = str(exc)
+        text = f"{why[:1].upper()}{why[1:]}. Nothing was changed."
+        return site.page(request, "problem.j2", 403, title="This link does not work", text=text)
     fields = await form(request) if request.method == "POST" else {}
     if request.method == "POST" and not site.guard.genuine_post(request, fields.get("csrf", "")):
         return site.page(

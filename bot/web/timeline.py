@@ -89,6 +89,10 @@ def timeline(
     if row["unreadable"]:
         seen += f": could not be read ({row['problem']})"
     events.append(Event(row["seen_at"], seen, "bad" if row["unreadable"] else ""))
+    if claim is not None:  # before the edits it queued at the same moment
+        after = minutes(claim["seconds_to_claim"])
+        what = f"Claimed by {claim['by_name']} ({claim['via']}), {after} after it arrived"
+        events.append(Event(claim["claimed_at"], what, "good"))
     for d in deliveries:
         events += delivery_events(d)
     for step in steps:
@@ -99,10 +103,6 @@ def timeline(
             events.append(Event(step["due_at"], f"Escalation step {n} not needed: claimed"))
         else:
             events.append(Event(step["due_at"], f"Escalation step {n} due if unclaimed", "wait"))
-    if claim is not None:
-        after = minutes(claim["seconds_to_claim"])
-        what = f"Claimed by {claim['by_name']} ({claim['via']}), {after} after it arrived"
-        events.append(Event(claim["claimed_at"], what, "good"))
     return sorted(events, key=lambda e: (e.at is None, e.at or 0.0))
 
 

@@ -3,9 +3,12 @@ on command, killed with SIGKILL at chosen or random moments, then left to drain,
 delivery invariant checked by comparing the database with what the stand-ins accepted.
 
 A run is a list of `Life`s: each starts leadbot, plays timed `Step`s (leads arriving, faults
-injected) and ends in a `Kill` (SIGKILL on a timer, or from inside a stand-in right after it
-accepted the n-th message of a channel and before it answered: the widest crash window) or, for
+injected, leads claimed with `leadbot claim` as its own process) and ends in a `Kill` (SIGKILL on
+a timer, or from inside a stand-in right after it accepted the n-th message of a channel and
+before it answered: the widest crash window) and steps played while leadbot is down, or, for
 the last one, in a drain and a clean SIGTERM. `chaos_plan(rng)` draws such a run from a seed.
+With `escalate=True` the rules give some leads escalation steps a few seconds long (ESCALATE),
+so steps fall due while leadbot runs, is killed, and is down.
 
 The invariant (`World.check`):
   1. every lead Autumna served is in the database, with the deliveries routing chose (the
@@ -13,11 +16,24 @@ The invariant (`World.check`):
   2. every delivery is `sent` and the stand-in accepted it at the right place, or `dead` with a
      reason after a permanent error that a stand-in really answered for it, with ops told, and
      with the lead at the fallback destination when every one of its destinations died;
-  3. nothing is stuck: no pending, sending or retrying delivery is left;
+  3. nothing is stuck: no pending, sending or retrying delivery is left, and no escalation step
+     is left waiting; only a claimed lead's escalation messages are `cancelled`, and none of
+     those reached a stand-in unless its last attempt was in doubt;
   4. duplicates: none on Slack (a restart looks for the message's metadata ref in the channel
      history before re-posting); on email and Teams at most one extra copy per crash that hit
      the delivery in flight after the stand-in had accepted it (`sending` in the database,
-     already received) - the one window leadbot documents and cannot close there.
+     already received) - the one window leadbot documents and cannot close there. Edits of
+     Slack messages (chat.update) have the same bound as email and Teams: nothing looks before
+     editing again, and an edit twice is the same edit;
+  5. claims and escalation (`World.check_claims`): the `leadbot claim` that said it won is the
+     claim recorded, and a second one is refused; every step the rules plan is in the database
+     with its due time; a step of an unclaimed lead fires exactly once, when due, in one
+     transaction with one set of deliveries (each delivered or dead as in 2); no step fires
+     after its lead was claimed (so none that fell due after the claim), and a stopped one has
+     no deliveries; an escalation message first tried after the claim is a failure (the claim
+     cancels what is queued); every Slack message of a claimed lead shows the claim in the
+     end, and one the stand-in accepted before the claim began was edited (a chat.update
+     reached it).
 
 The window that duplicates, exactly: from the moment the server has taken the message (SMTP's
 250 after DATA, the webhook's 202) to the moment `mark_sent` commits. A SIGKILL there leaves the
@@ -78,7 +94,6 @@ VAR_OF = {name: var for var, name in TEAMS_VARS.items()}
 RESCUE_REASON = "fallback: every destination failed"  # alerts.dead_letters writes it
 FOUND_AFTER_RESTART = "found in the channel"  # how dispatch._attempt's remote id begins
 OPEN = ("pending", "sending", "retrying")
-QUERY_CLAIMABLE = "SELECT key FROM leads WHERE announced = 1 AND unreadable = 0 ORDER BY key"
 
 PERMANENT_SLACK = ("channel_not_found", "is_archived", "not_in_channel")
 TRANSIENT_SLACK = (
@@ -834,7 +849,12 @@ class World:
         chooses among them (drawn by the plan, so a seed replays the same choices)."""
         self.reap_claims()
         try:
-            known = [r["key"] for r in self.query(QUERY_CLAIMABLE)]
+            known = [
+                r["key"]
+                for r in self.query(
+                    "SELECT key FROM leads WHERE announced = 1 AND unreadable = 0 ORDER BY key"
+                )
+            ]
             first_due = {
                 r["lead"]: r["due"]
                 for r in self.query(
@@ -1746,8 +1766,8 @@ def chaos_plan(rng: random.Random) -> tuple[int, list[Life]]:
             else:
                 channel = rng.choice(("slack", "email", "teams"))
                 prefix = rng.choice(("", "esc:")) if channel != "email" else ""
-                kill = Kill("accept", span + 1.5, channel, rng.randint(1, 4 if not prefix else 2))
-                kill.prefix = prefix
+                count = rng.randint(1, 2 if prefix else 4)
+                kill = Kill("accept", span + 1.5, channel, count, prefix)
             if rng.random() < 0.4:  # down long enough for a step to fall due meanwhile
                 pause = rng.uniform(0.5, 2.5)
                 if rng.random() < 0.6:

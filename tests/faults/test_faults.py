@@ -1,6 +1,7 @@
 """leadbot under fire: the real process against stand-ins that misbehave on command, one
-scenario per fault family, the crash windows, 10,000 leads in one response, and seeded chaos runs
-that mix faults with SIGKILLs. Every test checks the invariant in harness.py (`World.check`).
+scenario per fault family, the crash windows, 10,000 leads in one response, escalation and claims
+across kills, and seeded chaos runs that mix faults, escalation steps and `leadbot claim` with
+SIGKILLs. Every test checks the invariant in harness.py (`World.check`).
 
     LEADBOT_FAULT_RUNS=30 python -m pytest tests/faults        # more chaos runs (default 8)
     LEADBOT_FAULT_SEED=123456 python -m pytest tests/faults -k chaos   # replay one run
