@@ -22,6 +22,7 @@ def ops_targets(config: Config) -> tuple[Target, ...]:
 
 
 RESCUE = "fallback: every destination failed"
+NOT_LEADS = ("notice:", "digest:", "edit:", "ephemeral:")  # nothing for the fallback to do
 
 
 def rescue(store: Store, config: Config, subjects: list[str], now: float) -> list[str]:
@@ -30,7 +31,7 @@ def rescue(store: Store, config: Config, subjects: list[str], now: float) -> lis
     rescued = []
     fallback = config.destinations[config.fallback].targets
     for subject in dict.fromkeys(subjects):
-        if not subject.startswith("notice:") and store.all_dead(subject):
+        if not subject.startswith(NOT_LEADS) and store.all_dead(subject):
             store.add_targets(subject, ((t, (RESCUE,)) for t in fallback), False, now)
             if not store.all_dead(subject):
                 rescued.append(subject)

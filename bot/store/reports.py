@@ -28,8 +28,9 @@ class Reports(Queue):
             self.db.query(
                 "SELECT l.key, l.service_id, l.category_id, l.category, l.lead_date, l.seen_at, "
                 "c.claimed_at, c.by_name, c.via, c.seconds_to_claim, "
+                # `+d.status`: look the lead's few deliveries up by subject, never every sent one
                 "(SELECT MIN(d.sent_at) FROM deliveries d WHERE d.subject = l.key "
-                "AND d.status = 'sent') AS first_sent "
+                "AND +d.status = 'sent') AS first_sent "
                 f"FROM leads l LEFT JOIN claims c ON c.lead = l.key WHERE {where} "
                 "ORDER BY l.seen_at, l.key",
                 params,
