@@ -62,7 +62,7 @@ def dead_letters(store: Store, config: Config, now: float) -> int:
             f"destination ({config.fallback})."
         )
     lines.append(
-        "Fix the cause (the reason is given for each), then run `leadbot resend "
+        "Fix the cause (the reason is given for each), then run `leadbot resend --all "
         "--dead` to send them again."
     )
     title = f"{len(dead)} deliver{'y' if len(dead) == 1 else 'ies'} failed for good"

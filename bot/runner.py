@@ -113,6 +113,7 @@ class Runner:
         finally:
             self.dispatcher.close()
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.stop.set()  # a Slack watcher round in progress ends now, not at its last call
             self.watch_pool.shutdown(wait=False, cancel_futures=True)
             for close in self.closers:
                 close()

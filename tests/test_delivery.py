@@ -185,7 +185,7 @@ def test_deliveries_that_fail_for_good_are_dead_told_to_ops_once_and_rescued(wor
         )
     }
     assert "Every destination of 2:1811, 2:1813 failed, so they go to the fallback" in notice
-    assert "leadbot resend --dead" in notice
+    assert "leadbot resend --all --dead" in notice
 
     status = world.run("status")
     assert_ran(status)

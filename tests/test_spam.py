@@ -147,8 +147,8 @@ def notices() -> Iterator[tuple[str, str]]:
             "• 7:2000 → ops-teams (teams TEAMS_OPS_WEBHOOK): HTTP 404 from Teams\n"
             "Every destination of 4:2000 failed, so it goes to the fallback destination "
             "(group-leads).\n"
-            "Fix the cause (the reason is given for each), then run `leadbot resend --dead` to "
-            "send them again."
+            "Fix the cause (the reason is given for each), then run `leadbot resend --all "
+            "--dead` to send them again."
         ),
     )
     yield (

@@ -129,7 +129,7 @@ ESCALATE = {
     "call-backs": (
         "\nescalate = [\n"
         '  { after = "2s", notify = ["home.manager_slack"] },\n'
-        '  { after = "4s", notify = ["teams-a", "sales"] },\n'
+        '  { after = "3s", notify = ["teams-a", "sales"] },\n'
         "]"
     ),
     "referrals": '\nescalate = [{ after = "2s", notify = ["home.manager_slack", "teams-a"] }]',
