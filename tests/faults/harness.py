@@ -123,13 +123,14 @@ def manager_email(n: int) -> str:
 
 # Escalation steps (`World(escalate=True)`): a few seconds, so they fall due during a run, while
 # leadbot is killed and restarted. A lead gets at most one card per Teams webhook (its own, or one
-# step's), so the lead key in a card's footer and the webhook tell which delivery it is.
+# step's), so the lead key in a card's footer and the webhook tell which delivery it is. The steps'
+# cards are shared between the two webhooks: a Teams lane is paced at under 4 a second.
 ESCALATE = {
     "visits": '\nescalate = [{ after = "3s", notify = ["sales"] }]',
     "call-backs": (
         "\nescalate = [\n"
         '  { after = "2s", notify = ["home.manager_slack"] },\n'
-        '  { after = "3s", notify = ["teams-a", "sales"] },\n'
+        '  { after = "3s", notify = ["teams-b", "sales"] },\n'
         "]"
     ),
     "referrals": '\nescalate = [{ after = "2s", notify = ["home.manager_slack", "teams-a"] }]',

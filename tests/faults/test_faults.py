@@ -462,7 +462,7 @@ STEP_FIRED = "SELECT 1 FROM escalations WHERE lead = ? AND step = ? AND status =
 def test_escalation_steps_fire_once_across_kills_and_claims_stop_them_and_edit_slack(
     tmp_path: Path,
 ) -> None:
-    """Call-backs escalate to the manager's Slack at 2 s and to Teams A and sales at 3 s;
+    """Call-backs escalate to the manager's Slack at 2 s and to Teams B and sales at 3 s;
     referrals to the manager's Slack and Teams A at 2 s. Claims with `leadbot claim`: one lead
     before its steps are due; one while leadbot is down after its second step came due (killed
     right after Slack accepted an escalation); one while its escalation is being retried (the
