@@ -1342,7 +1342,9 @@ class World:
         # the fallback gets every lead whose destinations all died
         for subject, its in by_subject.items():
             own = [r for r in its if RESCUE_REASON not in json.loads(r["reasons"])]
-            if subject.startswith("notice:") or not own or any(r["status"] != "dead" for r in own):
+            if subject.startswith(("notice:", "edit:")) or not own:  # an edit is not a lead
+                continue
+            if any(r["status"] != "dead" for r in own):
                 continue
             rescue = [r for r in its if RESCUE_REASON in json.loads(r["reasons"])]
             if any(r["status"] == "sent" for r in rescue):
