@@ -14,152 +14,31 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import uvicorn
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ..claims import minutes
 from ..config import Config
-from ..outbox import lead_of
-from ..render import Renderer, builtin_templates
 from ..settings import Settings, redact
-from ..store import Store
-from . import claim, health, pages
-from .guard import Guard, secure
+from .claim import ROUTES as CLAIM_ROUTES
+from .health import healthz, metrics
 from .metrics import Figures, Figuring, Snapshot
+from .pages import ROUTES as PAGE_ROUTES
+from .site import Loop, Site
 from .stats import CACHE_SECONDS, HomeTimes, response_times
 from .timeline import moment
 from .warm import Warm
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class Loop(Protocol):
-    """What the console reads of the run loop (runner.Runner)."""
-
-    heartbeat: float  # when the loop last turned
-    poll_seconds: list[float]  # how long the recent polls took
-
-
-@dataclass
-class Site:
-    """Everything a page needs, built once per app."""
-
-    started_with: Config  # `config` is the run loop's, which a reload (SIGHUP) replaces
-    settings: Settings
-    db_path: Path
-    runner: Loop | None
-    clock: Callable[[], float]
-    claiming: str
-    started: float = 0.0
-    guard: Guard = field(init=False)
-    templates: Environment = field(init=False)
-    rendering: tuple[Config, Renderer] | None = None
-    registry: CollectorRegistry = field(init=False)
-    render_lock: threading.Lock = field(default_factory=threading.Lock)
-    metrics: Warm[Snapshot] = field(init=False)  # what /metrics reads from the database
-    stats: Warm[list[HomeTimes]] = field(init=False)  # the overview's response times
-
-    def __post_init__(self) -> None:
-        self.started = self.clock()
-        self.guard = Guard(
-            self.settings.web_password, self.settings.web_secret, self.config.web.public_url
-        )
-        self.templates = Environment(
-            loader=FileSystemLoader(builtin_templates() / "web"),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.globals |= {
-            "group": self.config.group,
-            "minutes": minutes,
-            "age": age,
-            "moment": lambda at: moment(at, self.config),
-            "lead_of": lead_of,
-        }
-        figures = Figures()
-
-        def snapshot() -> Snapshot:
-            with self.store() as store:
-                return figures.update(store, self.config, self.clock())
-
-        def homes() -> list[HomeTimes]:
-            with self.store() as store:
-                return response_times(store, self.config, self.clock())
-
-        self.metrics = Warm(snapshot, 0.0, self.clock)
-        self.stats = Warm(homes, CACHE_SECONDS, self.clock)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(Figuring(self))
-        ProcessCollector(registry=self.registry)
-
-    @property
-    def config(self) -> Config:
-        current = getattr(self.runner, "config", None)
-        return current if isinstance(current, Config) else self.started_with
-
-    @property
-    def renderer(self) -> Renderer:
-        """Messages as the run renders them now: with the config it has now."""
-        config, rendering = self.config, self.rendering
-        if rendering is None or rendering[0] is not config:
-            rendering = self.rendering = (
-                config,
-                Renderer(config, self.claiming, self.settings.web_secret),
-            )
-        return rendering[1]
-
-    @contextmanager
-    def store(self) -> Iterator[Store]:
-        """A connection of this request's own (never the run loop's)."""
-        store = Store(self.db_path)
-        try:
-            yield store
-        finally:
-            store.close()
-
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(store, *args)` on a worker thread, with a connection opened there."""
-
-        def call() -> T:
-            with self.store() as store:
-                return work(store, *args)
-
-        return await run_in_threadpool(call)
-
-    def page(
-        self, request: Request, template: str, status: int = 200, **values: Any
-    ) -> HTMLResponse:
-        cookie, token = self.guard.form_token(request)
-        html = self.templates.get_template(template).render(
-            csrf=token,
-            logged_in=self.guard.password and self.guard.logged_in(request, self.clock()),
-            **values,
-        )
-        response = HTMLResponse(html, status_code=status)
-        self.guard.keep_form_cookie(response, request, cookie)
-        return secure(response)
-
-
-def age(seconds: float) -> str:
-    """How long, as a person says it; under a minute in seconds."""
-    return f"{max(0, round(seconds))} s" if seconds < 60 else minutes(seconds)
 
 
 def create_app(
@@ -174,11 +53,27 @@ def create_app(
     """The console as an ASGI app. `claiming` is how people claim in Slack (as the run's
     renderer has it), so the messages shown on a lead's page are the ones that were sent."""
     site = Site(config, settings, Path(db_path), runner, clock, claiming)
+    site.templates.globals["moment"] = lambda at: moment(at, site.config)
+    figures = Figures()
+
+    def snapshot() -> Snapshot:
+        with site.store() as store:
+            return figures.update(store, site.config, site.clock())
+
+    def homes() -> list[HomeTimes]:
+        with site.store() as store:
+            return response_times(store, site.config, site.clock())
+
+    site.metrics = Warm(snapshot, 0.0, site.clock)
+    site.stats = Warm(homes, CACHE_SECONDS, site.clock)
+    site.registry = CollectorRegistry(auto_describe=False)
+    site.registry.register(Figuring(site))
+    ProcessCollector(registry=site.registry)
     routes = [
-        *pages.ROUTES,
-        *claim.ROUTES,
-        Route("/healthz", health.healthz),
-        Route("/metrics", health.metrics),
+        *PAGE_ROUTES,
+        *CLAIM_ROUTES,
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
     ]
     app = Starlette(
         routes=routes,

@@ -21,7 +21,7 @@ from .stats import home_name
 from .timeline import arrival, lead_details
 
 if TYPE_CHECKING:
-    from .app import Site
+    from .site import Site
 
 NAME_LIMIT = 100
 

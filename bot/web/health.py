@@ -21,7 +21,7 @@ from .guard import secure
 from .pages import site_of
 
 if TYPE_CHECKING:
-    from .app import Site
+    from .site import Site
 
 LOOP_LIMIT = 30.0  # seconds: the loop turns at least once a second when it is well
 

@@ -34,7 +34,7 @@ from ..store import Store
 from ..store.console import OPEN
 
 if TYPE_CHECKING:
-    from .app import Site
+    from .site import Site
 
 BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)  # 1 min, 5 min, 15 min, 1 h, 4 h, 1 day
 LAG = 300.0

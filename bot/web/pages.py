@@ -21,7 +21,7 @@ from .stats import chart, home_name
 from .timeline import lead_page
 
 if TYPE_CHECKING:
-    from .app import Site
+    from .site import Site
 
 PAGE = 50
 FORM_LIMIT = 16_384  # bytes: every form here is a few short fields

@@ -23,7 +23,7 @@ from ..view import format_moment, lead_view
 from .stats import home_name
 
 if TYPE_CHECKING:
-    from .app import Site
+    from .site import Site
 
 
 @dataclass(frozen=True)
