@@ -24,8 +24,9 @@ from bot.config import Config
 from bot.dispatch import Dispatcher, Sender
 from bot.limits import Lanes, RetryPolicy
 from bot.models import Channel
-from bot.pipeline import Poller, Runner
+from bot.poller import Poller
 from bot.render import Renderer
+from bot.runner import Runner
 from bot.settings import RedactingFilter
 from bot.store import Store
 
@@ -116,7 +117,7 @@ def assemble(
     http = http or http_client(info.get("teams_ca"))
     if senders is None:
         senders = {
-            Channel.SLACK: SlackChannel(TOKEN, info["slack"]),
+            Channel.SLACK: SlackChannel(TOKEN, info["slack"], http=http),
             Channel.EMAIL: EmailChannel("127.0.0.1", info["smtp_port"], SENDER, "none"),
             Channel.TEAMS: TeamsChannel(dict(info["teams"]), http),
         }

@@ -15,7 +15,7 @@ import httpx
 
 from bot import alerts
 from bot.loader import load_config
-from bot.pipeline import Poller, Window
+from bot.poller import Poller, Window
 from bot.store import Store
 
 from .harness import Row, Table, assemble, fresh_db, http_client, timed

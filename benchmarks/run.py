@@ -8,7 +8,9 @@ written to benchmarks/results/latest.md. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import platform
 import shutil
@@ -21,6 +23,10 @@ from pathlib import Path
 from .harness import Table, quiet_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The figures of the round before (leadbot as of its commit, measured on the machine it names):
+# printed beside this run's. Rows are stored as `Row` fields; a run writes its own beside the
+# Markdown (results/latest.json), which is how this file is made.
+BEFORE = Path(__file__).resolve().parent / "before.json"
 BENCHMARKS = {  # number -> (name, module in this folder)
     "1": ("pipeline CPU", "cpu"),
     "2": ("backlog drain", "drain"),
@@ -28,6 +34,7 @@ BENCHMARKS = {  # number -> (name, module in this folder)
     "4": ("poll cost", "polls"),
     "5": ("scale", "scale"),
     "6": ("start-up", "startup"),
+    "7": ("lead-to-ping latency", "latency"),
 }
 
 
@@ -74,12 +81,42 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores, {platform.machine()}; "
         f"{'--quick, ' if args.quick else ''}whole run {elapsed:.0f} s"
     )
-    text = f"{table.markdown()}\n{machine}\n"
+    text = f"{table.markdown()}\n{machine}\n\n{side_by_side(table)}"
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("latest.md" if chosen == list(BENCHMARKS) else "partial.md")
     out.write_text(text, encoding="utf-8")
+    rows = {"machine": machine, "rows": [dataclasses.asdict(row) for row in table.rows]}
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     print(f"\n{text}\nwritten to {out}")
     return 0
+
+
+def side_by_side(table: Table) -> str:
+    """This run's figures beside the round before's, row by row (a row new in this round has
+    no figure before it)."""
+    if not BEFORE.exists():
+        return ""
+    before = json.loads(BEFORE.read_text(encoding="utf-8"))
+    old = {row["number"]: row for row in before["rows"]}
+    lines = [
+        f"Before and now. Before: {before['leadbot']}, measured {before['machine']}.",
+        "",
+        "| # | before | now | met before | met now |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    verdict = {True: "yes", False: "**no**", None: "—"}
+    for row in table.rows:
+        was = old.get(row.number)
+        then = f"{was['measured']}; {was['ratio']}" if was else "(new in this round)"
+        cells = [
+            row.number,
+            then,
+            f"{row.measured}; {row.ratio}",
+            verdict[was["met"]] if was else "—",
+            verdict[row.met],
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from bot.limits import Lanes
 from bot.loader import load_config
 from bot.models import Channel
 from bot.parse import parse_lead
-from bot.pipeline import Runner, purge
 from bot.rules import route
+from bot.runner import Runner, purge
 from bot.store import Store
 
 from .harness import UNLIMITED, NullSender, Row, Table, assemble, fresh_db, ms

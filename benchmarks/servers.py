@@ -80,6 +80,12 @@ class Servers:
     def reset(self) -> None:
         self.call("reset")
 
+    def arrivals(self) -> dict[str, list[tuple[str, float]]]:
+        """When the stand-ins accepted each message, by their clock (time.time()): Slack's as
+        (the message's ref from its metadata, its ts), SMTP's as (Message-ID, time)."""
+        found = self.call("arrivals")
+        return {kind: [(str(a), float(b)) for a, b in pairs] for kind, pairs in found.items()}
+
 
 # --- the server process ---------------------------------------------------------------------
 
@@ -135,14 +141,24 @@ class _Host:
         return {
             "slack": len(messages),
             "slack_requests": len(self.slack.requests),
+            "slack_connections": self.slack.connections,
             "slack_channels": per_channel,
             "teams": len(self.teams.payloads()),
             "teams_requests": len(self.teams.requests),
+            "teams_connections": self.teams.connections,
             "smtp": len(self.smtp.messages),
             "smtp_connections": self.smtp.connections,
             "autumna_requests": len(self.autumna.requests),
             "autumna_bytes": self.autumna.bytes_served,
         }
+
+    def arrivals(self) -> dict[str, list[tuple[str, float]]]:
+        slack = [
+            (str(((m.metadata or {}).get("event_payload") or {}).get("ref", "")), float(m.ts))
+            for m in self.slack.messages
+        ]
+        smtp = [(str(m.message["Message-ID"]), m.accepted_at) for m in self.smtp.messages]
+        return {"slack": slack, "smtp": smtp}
 
     def reset(self) -> None:
         self.slack.reset()
@@ -180,6 +196,7 @@ def serve() -> None:
         "documents": host.documents,
         "stats": host.stats,
         "reset": host.reset,
+        "arrivals": host.arrivals,
         "stop": host.stop,
     }
     for line in sys.stdin:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,9 +44,11 @@ class Inbox:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[ClaimEvent] = queue.SimpleQueue()
+        self.ring: Callable[[], None] = lambda: None  # wakes the loop (the runner sets it)
 
     def put(self, event: ClaimEvent) -> None:
         self._queue.put(event)
+        self.ring()
 
     def drain(self) -> list[ClaimEvent]:
         found = []

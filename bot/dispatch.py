@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +29,8 @@ from .store import Store
 log = logging.getLogger(__name__)
 OPEN = (Status.PENDING, Status.RETRYING)
 SLACK_POST = re.compile(r"([CDG][A-Z0-9]+)/(\d+\.\d+)$")  # a posted message's channel/ts
-RELOAD = 1.0  # seconds between reads of the due queue while work remains
+RELOAD = 1.0  # seconds between looks for what fell due (retries, deferrals) while work remains
+REREAD = 30.0  # seconds between whole reads of the due queue while a backlog lasts
 ONCE_RETRIES = 3  # under --once, a delivery is retried at most this often (short Retry-Afters)
 
 
@@ -74,10 +76,13 @@ class Dispatcher:
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send")
         self.in_flight: dict[Future[str], tuple[Delivery, Message]] = {}
+        # Rung when a send finishes and when the loop has news (a poll came back, a claim was
+        # heard): the loop waits on it instead of sleeping, so nothing waits for a tick.
+        self.bell = threading.Event()
         self.queues: dict[str, deque[Delivery]] = {}
         self.dead: list[str] = []  # subjects with a delivery that just failed for good
         self.outbox = Outbox(store, renderer, clock)
-        self.loaded_at = float("-inf")
+        self.loaded_at = self.read_at = float("-inf")
         self.tally = Tally()
         self.unwritten: list[Outcome] = []  # outcomes whose write met a busy database
         # `run --once`: a failure is retried within the run only for a short Retry-After
@@ -103,19 +108,29 @@ class Dispatcher:
     # -- the loop's two halves: start what is due, then record what finished
 
     def changed(self) -> None:
-        """New deliveries were written (a poll, a notice, a resend): look again."""
-        self.loaded_at = float("-inf")
+        """New deliveries were written (a poll, a notice, a resend): read the queue again."""
+        self.loaded_at = self.read_at = float("-inf")
 
     def start_due(self) -> None:
         """Start the next delivery of every lane that is free and within its rate."""
         now = self.clock()
         self._load(now)
+        ready = [
+            queue
+            for queue in self.queues.values()
+            if queue and not self._waiting(self.lanes.get(queue[0].target), now)
+        ]
+        if not ready:
+            self.flush()
+            return
         starting: list[tuple[Delivery, Message]] = []
         try:
-            with self.store.batch():  # one commit for every claim, before any attempt begins
-                for queue in self.queues.values():
-                    if not queue or self._waiting(self.lanes.get(queue[0].target), now):
-                        continue
+            # One commit for the finished attempts' outcomes and every claim, before any
+            # attempt begins.
+            with self.store.batch():
+                for outcome in self.unwritten:
+                    self._write(outcome)
+                for queue in ready:
                     while queue:
                         delivery = queue.popleft()
                         # Claimed in the database first: a row changed since it was read is
@@ -127,40 +142,66 @@ class Dispatcher:
                             break
         except Exception:
             self.changed()  # the claims were rolled back: read the queue afresh next time
-            raise
+            raise  # and the outcomes stay unwritten: the next try writes them
+        written, self.unwritten = self.unwritten, []
+        for outcome in written:
+            self._announce(outcome)
         for delivery, message in starting:
             lane = self.lanes.get(delivery.target)
             lane.busy = True
             lane.take(now)
             future = self.pool.submit(self._attempt, message, delivery.in_doubt)
             self.in_flight[future] = (delivery, message)
+            future.add_done_callback(self.ring)
 
     @staticmethod
     def _waiting(lane: Any, now: float) -> bool:
         return bool(lane.busy or lane.ready_at(now) > now)
 
     def _load(self, now: float) -> None:
-        """Read what is due into one queue per lane, at most every RELOAD seconds, so a backlog
-        of thousands costs one query a second, not one per message."""
-        if now - self.loaded_at < RELOAD and any(self.queues.values()):
+        """Read what is due into one queue per lane. The whole queue is read when something
+        changed (a poll, a claim, a reload) and every REREAD seconds; in between, once a second,
+        only what fell due since the last look (retries, deferred messages), so a backlog of
+        thousands costs one small query a second, not a read of every row."""
+        backlog = any(self.queues.values())
+        if backlog and now - self.read_at < REREAD:
+            if now - self.loaded_at >= RELOAD:
+                self._add_due(now)
             return
         self.queues = {}
         for delivery in self.store.due(now, exclude=self.held):
             self.queues.setdefault(lane_of(delivery.target), deque()).append(delivery)
+        self.loaded_at = self.read_at = now
+
+    def _add_due(self, now: float) -> None:
+        queued = {d.id for queue in self.queues.values() for d in queue}
+        for delivery in self.store.due(now, exclude=self.held, since=self.loaded_at):
+            if delivery.id in queued:
+                continue
+            queue = self.queues.setdefault(lane_of(delivery.target), deque())
+            if delivery.urgent:  # ahead of the lane's non-urgent messages, as a whole read puts it
+                at = next((i for i, d in enumerate(queue) if not d.urgent), len(queue))
+                queue.insert(at, delivery)
+            else:
+                queue.append(delivery)
         self.loaded_at = now
 
     def wait(self, timeout: float) -> None:
-        """Wait up to `timeout` for a send to finish, and record every one that has."""
+        """Wait up to `timeout` for a send to finish or for the bell; what finished is written
+        by the next `start_due` (with its claims, in one commit) or `flush`."""
         if not self.in_flight:
             self._rest()
-            if timeout > 0:
-                time.sleep(timeout)
-            return
-        done, _ = wait(list(self.in_flight), timeout=max(0.0, timeout), return_when=FIRST_COMPLETED)
-        for future in done:
+            if not any(self.queues.values()):
+                self.outbox.forget()
+        if timeout > 0:
+            self.bell.wait(timeout)
+        self.bell.clear()  # a ring after this is kept for the next wait: none is lost
+        for future in [f for f in self.in_flight if f.done()]:
             delivery, message = self.in_flight.pop(future)
             self.unwritten.append(self._outcome(delivery, message, future))
-        self.flush()
+
+    def ring(self, *_: object) -> None:
+        self.bell.set()
 
     def flush(self) -> None:
         """Write the finished attempts' outcomes in one commit. If the database is busy they

@@ -26,7 +26,7 @@ from .parse import parse_lead
 from .render import Renderer
 from .store import Store
 
-LEADS_KEPT = 2048  # parsed leads kept for their other deliveries
+LEADS_KEPT = 8192  # parsed leads kept for their other deliveries while a backlog lasts
 
 
 class NothingToSend(Exception):
@@ -37,6 +37,11 @@ class Outbox:
     def __init__(self, store: Store, renderer: Renderer, clock: Callable[[], float]) -> None:
         self.store, self.renderer, self.clock = store, renderer, clock
         self._leads: OrderedDict[str, tuple[Lead, Facts] | str] = OrderedDict()
+
+    def forget(self) -> None:
+        """The queue is empty: let go of the leads and renders kept for other deliveries."""
+        self._leads.clear()
+        self.renderer.forget()
 
     def render(self, delivery: Delivery) -> Message:
         subject, target = delivery.subject, delivery.target

@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 from .autumna import AutumnaClient
 from .channels.email import EmailChannel
 from .channels.sink import FolderSink
-from .channels.slack import SlackChannel
+from .channels.slack import KeptAliveClient, SlackChannel
 from .channels.teams import TeamsChannel
 from .claims import ClaimEvent
 from .config import Config, ConfigError
@@ -122,7 +122,9 @@ def build(
         senders = {channel: folder for channel in Channel}
     else:
         senders = {
-            Channel.SLACK: SlackChannel(settings.slack_token, settings.slack_url or None),
+            Channel.SLACK: SlackChannel(
+                settings.slack_token, settings.slack_url or None, http=http
+            ),
             Channel.EMAIL: EmailChannel(
                 settings.smtp_host,
                 settings.smtp_port,
@@ -168,7 +170,7 @@ def build(
         listener.start()
         runner.closers.append(listener.close)
     elif sink is None and claiming == "reaction":
-        runner.watch = slack_watch(config, settings)
+        runner.watch = slack_watch(config, settings, http)
     path = store.db_file()  # the console opens its own connections to the same file
     if console and sink is None and settings.web_listen and path is not None:
         from .web import create_app, serve  # the console's libraries load only when it is on
@@ -188,9 +190,10 @@ def claims_in_slack(config: Config, settings: Settings, demo: bool) -> str:
     return "reaction" if settings.slack_token or demo else ""
 
 
-def slack_watch(config: Config, settings: Settings) -> Watch:
+def slack_watch(config: Config, settings: Settings, http: httpx.Client) -> Watch:
     """Ask Slack about the unclaimed leads' messages (bot token only, no Socket Mode)."""
-    client = WebClient(
+    client = KeptAliveClient(
+        http,
         token=settings.slack_token,
         base_url=settings.slack_url or WebClient.BASE_URL,
         timeout=15,

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "html": escape.plain,  # html: autoescape does the rest
 }
 NO_CONTEXT = Context()  # a lead's own message, unclaimed
-RECENT = 64  # renders kept for a lead's other destinations
+RECENT = 4096  # renders kept for a lead's other destinations
 
 
 def builtin_templates() -> Path:
@@ -154,6 +155,10 @@ class Renderer:
         if len(self._recent) > RECENT:
             self._recent.popitem(last=False)
         return view, parts
+
+    def forget(self) -> None:
+        """Let go of kept renders (the queue is empty: no other destination is waiting)."""
+        self._recent.clear()
 
     def render_notice(self, title: str, text: str, target: Target, ref: str = "") -> Message:
         """The bot's own announcements to the ops destination (dead letters, poll health)."""
@@ -250,7 +255,28 @@ class Renderer:
         return next((t for t in self._chains[key] if block in t.blocks), None)
 
 
+class Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, quicker to the views' own values. For `home.name` on a dict, the sandbox
+    tries the attribute first and looks the key up only after AttributeError; for a name no dict
+    has as an attribute, that exception is certain, so the key is looked up first: the same
+    answer without raising (a third of a block's time went on it)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]) -> SandboxedEnvironment:
+    # The same values (a home's name, a category) are escaped for several blocks and messages.
+    fn = lru_cache(maxsize=4096)(fn)
+
     def finalize(value: Any) -> Any:
         if value is None:
             return ""
@@ -258,7 +284,7 @@ def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]) -> Sa
             return value
         return fn(str(value))
 
-    return SandboxedEnvironment(
+    return Sandbox(
         loader=loader,
         undefined=StrictUndefined,
         finalize=finalize,

@@ -35,6 +35,8 @@ PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
 PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
 WATCH_BATCH = 40  # Slack messages asked about per round (two calls each, within Slack's limits)
 BACKLOG = 50  # deliveries waiting: from here on, progress is shown
+CHORES = 0.2  # seconds between looks for due escalations and digests (a backlog turns the loop
+# thousands of times a second: each look is a query)
 
 
 class Runner:
@@ -56,6 +58,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll")
         self.closers: list[Callable[[], None]] = []
         self.inbox = inbox or Inbox()  # claims heard by the Socket Mode listener
+        self.inbox.ring = dispatcher.ring
         self.watch = watch  # asks Slack for reactions and replies, when there is no listener
         self.watching: Future[list[ClaimEvent]] | None = None
         self.watch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch")
@@ -84,6 +87,7 @@ class Runner:
         self.dispatcher.once_horizon = ONCE_HORIZON if once else None
         now = self.clock()
         self.next_poll, self.next_purge = now, now
+        self.next_chores, self.next_escalation = now, float("inf")
         self.next_dead_check = now + DEAD_LETTER_BATCH
         self.next_progress = now + PROGRESS_EVERY
         self.polling: Future[list[PollResult]] | None = None
@@ -146,6 +150,7 @@ class Runner:
             messages = self.store.unclaimed_slack_messages(since, WATCH_BATCH)
             if messages:
                 self.watching = self.watch_pool.submit(self.watch, messages, self.stop)
+                self.watching.add_done_callback(self.dispatcher.ring)
             self.next_watch = now + self.config.claims.check_every.total_seconds()
         events = self.inbox.drain()
         for event in events:
@@ -163,6 +168,7 @@ class Runner:
         ):
             windows = self.poller.windows(datetime.fromtimestamp(now, UTC))
             self.polling = self.pool.submit(self.poller.fetch, windows)
+            self.polling.add_done_callback(self.dispatcher.ring)
         if self.polling is not None and self.polling.done():
             results = self.polling.result()
             self.polling = None
@@ -180,36 +186,38 @@ class Runner:
             if self.reload is not None and self.reload():
                 self.dispatcher.changed()
         self.claims()
-        if escalation.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
-            self.dispatcher.changed()
-        if digest.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
-            self.dispatcher.changed()
+        if self.clock() >= self.next_chores:
+            if escalation.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
+                self.dispatcher.changed()
+            if digest.fire_due(self.store, self.config, self.poller.calendar, self.clock()):
+                self.dispatcher.changed()
+            self.next_escalation = self.store.next_escalation_at() or float("inf")
+            self.next_chores = self.clock() + CHORES
         if self.clock() >= self.next_purge:
             purge(self.poller.store, self.config, self.clock())
             self.next_purge = self.clock() + PURGE_EVERY
-        self.dispatcher.flush()
-        self.dispatcher.start_due()
-        if self.once and self.polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
-            return True
-        wake = min(
-            self.dispatcher.next_wake(),
-            self.next_poll if self.polling is None else now + 0.05,
-            self.store.next_escalation_at() or float("inf"),
-        )
-        self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
-        if self.dispatcher.dead:
+        self.dispatcher.start_due()  # writes what finished, then starts what is due
+        if self.dispatcher.dead:  # just written dead: their leads go to the fallback
             dead = self.dispatcher.dead
             if alerts.rescue(self.poller.store, self.config, dead, self.clock()):
                 self.dispatcher.changed()
             self.dispatcher.dead = []
-        if self.clock() >= self.next_progress:
-            self.progress()
-            self.next_progress = self.clock() + PROGRESS_EVERY
         if self.dispatcher.idle() or self.clock() >= self.next_dead_check:
             # Batched: one notice for a burst of failures, not one per delivery.
             if alerts.dead_letters(self.poller.store, self.config, self.clock()):
                 self.dispatcher.changed()
             self.next_dead_check = self.clock() + DEAD_LETTER_BATCH
+        if self.once and self.polled_ok is not None and self.dispatcher.idle(ONCE_HORIZON):
+            return True
+        wake = min(
+            self.dispatcher.next_wake(),
+            self.next_poll if self.polling is None else float("inf"),  # it rings when back
+            max(self.next_escalation, self.next_chores),
+        )
+        self.dispatcher.wait(min(max(0.0, wake - self.clock()), 1.0))
+        if self.clock() >= self.next_progress:
+            self.progress()
+            self.next_progress = self.clock() + PROGRESS_EVERY
         return False
 
 

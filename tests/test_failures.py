@@ -189,6 +189,22 @@ def test_a_slack_post_that_works_returns_its_channel_and_timestamp(
     assert where == f"{posted.channel}/{posted.ts}"  # what an edit needs: chat.update takes both
 
 
+def test_slack_messages_go_over_one_kept_alive_connection(
+    slack_standin: SlackStandin, slack_channel: SlackChannel
+) -> None:
+    """slack-sdk's own transport opens a connection per call (against Slack, a TLS handshake
+    per message); leadbot's keeps one open, failures and history checks included."""
+    for _ in range(3):
+        slack_channel.send(slack_message("#rose-lodge"))
+    slack_standin.fail_next(1, "internal_error")
+    assert failure_of(slack_channel, slack_message()).transient
+    slack_standin.fail_next(1, status=429, retry_after=1)
+    assert failure_of(slack_channel, slack_message()).retry_after == 1
+    assert slack_channel.already_sent(slack_message("#rose-lodge"))  # found in the history
+    assert len(slack_standin.messages_for("#rose-lodge")) == 3
+    assert slack_standin.connections == 1
+
+
 # --- Teams ---------------------------------------------------------------------------------
 
 TEAMS_STATUSES = [  # status, transient (None: success)

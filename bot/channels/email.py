@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+from email.charset import Charset
 from email.header import Header
 from email.message import Message as Mime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 
@@ -20,12 +22,42 @@ from ..models import Message
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 SUBJECT_LIMIT = 200  # characters: long enough for any real subject, short for every mail client
+UTF8 = Charset("utf-8")  # made once: MIMEText makes one per part when given the name
+
+
+class Headers(Compat32):
+    """The classic policy, quicker to write a header that needs no folding: a short ASCII
+    line is written as it is, the bytes the classic policy writes for it (it builds a `Header`
+    for each, half the time of sending an email); anything else is left to it."""
+
+    def fold(self, name: str, value: Any) -> str:
+        if _plain(name, value):
+            return f"{name}: {value}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if _plain(name, value):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+def _plain(name: str, value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and len(name) + len(value) + 2 <= 78
+        and "\n" not in value
+        and "\r" not in value
+    )
+
+
+POLICY = Headers()
 
 
 def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
     # Built with the classic MIME classes: ten times quicker than EmailMessage, whose header
     # parsing we do not need, since every header value here is already a clean single line.
-    msg: Any = MIMEMultipart("alternative")
+    msg: Any = MIMEMultipart("alternative", policy=POLICY)
     msg["Subject"] = _header(
         escape.truncate(escape.one_line(parts["subject"]).strip(), SUBJECT_LIMIT, "…") or "New lead"
     )
@@ -34,8 +66,8 @@ def compose(parts: dict[str, str], view: dict[str, Any], config: Any) -> Mime:
         msg["X-Priority"] = "1 (Highest)"
         msg["Importance"] = "High"
         msg["Priority"] = "urgent"
-    msg.attach(MIMEText(parts["text"] + "\n", "plain", "utf-8"))
-    msg.attach(MIMEText(str(parts["html"]), "html", "utf-8"))
+    msg.attach(MIMEText(parts["text"] + "\n", "plain", UTF8, policy=POLICY))  # type: ignore[arg-type]
+    msg.attach(MIMEText(str(parts["html"]), "html", UTF8, policy=POLICY))  # type: ignore[arg-type]
     return msg  # type: ignore[no-any-return]
 
 

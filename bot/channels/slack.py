@@ -1,4 +1,4 @@
-"""Slack: Block Kit through slack-sdk's WebClient and a bot token.
+"""Slack: Block Kit through slack-sdk's WebClient and a bot token, over kept-alive connections.
 
 Limits (api.slack.com/reference/block-kit/blocks): header text 150 characters, section text 3000,
 button text 75. Long text is cut with a marker, never rejected.
@@ -6,10 +6,13 @@ button text 75. Long text is cut with a marker, never rejected.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -113,10 +116,56 @@ def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": escape.truncate(text, SECTION_LIMIT), "verbatim": True}
 
 
+class KeptAliveClient(WebClient):
+    """slack-sdk's WebClient, its requests sent through an httpx connection pool.
+
+    slack-sdk's own transport (urllib) opens a new connection, and against Slack a new TLS
+    handshake, for every call. Everything else stays slack-sdk's: the methods, SlackResponse,
+    SlackApiError and its checks. Only the HTTP exchange is replaced; it returns what slack-sdk's
+    urllib exchange returns (status, headers, body as text), 4xx and 5xx included."""
+
+    def __init__(self, http: httpx.Client, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.http = http
+
+    def _perform_urllib_http_request(
+        self, *, url: str, args: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        if args["data"]:  # a file upload (leadbot sends none): slack-sdk's own multipart
+            return super()._perform_urllib_http_request(url=url, args=args)
+        headers = dict(args["headers"])
+        content: bytes | None = None
+        if args["json"]:
+            content = json.dumps(args["json"]).encode()
+            headers["Content-Type"] = "application/json;charset=utf-8"
+        elif args["params"]:
+            content = urlencode(args["params"]).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        response = self.http.post(url, content=content, headers=headers, timeout=self.timeout)
+        answered = dict(response.headers)  # httpx names them in lower case
+        if "retry-after" in answered:  # and slack-sdk's urllib path in both
+            answered["Retry-After"] = answered["retry-after"]
+        gzip = response.headers.get("content-type", "").startswith("application/gzip")
+        body = response.content if gzip else response.text
+        return {"status": response.status_code, "headers": answered, "body": body}
+
+
 class SlackChannel:
-    def __init__(self, token: str, base_url: str | None = None, timeout: int = 15) -> None:
-        self.client = WebClient(
-            token=token, base_url=base_url or WebClient.BASE_URL, timeout=timeout, retry_handlers=[]
+    def __init__(
+        self,
+        token: str,
+        base_url: str | None = None,
+        timeout: int = 15,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """`http`: the run's shared client, whose pool keeps connections to Slack open; without
+        one the channel keeps a pool of its own."""
+        self.client = KeptAliveClient(
+            http or httpx.Client(),
+            token=token,
+            base_url=base_url or WebClient.BASE_URL,
+            timeout=timeout,
+            retry_handlers=[],
         )
 
     def send(self, message: Message) -> str:
@@ -138,7 +187,7 @@ class SlackChannel:
             )
         except SlackApiError as exc:
             raise _failure(exc) from None
-        except Exception as exc:  # urllib raises many kinds
+        except Exception as exc:  # httpx (and, for uploads, urllib) raise many kinds
             raise DeliveryError(
                 f"could not reach Slack ({type(exc).__name__})", True, unknown=not _never_sent(exc)
             ) from None
@@ -200,8 +249,10 @@ class SlackChannel:
 
 
 def _never_sent(exc: BaseException) -> bool:
-    """True only when the request cannot have reached Slack (refused, no such host); after a
-    timeout or a dropped connection the message may have been posted."""
+    """True only when the request cannot have reached Slack (refused, no such host, no free
+    connection); after a timeout or a dropped connection the message may have been posted."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
     reason = getattr(exc, "reason", exc)
     return isinstance(reason, ConnectionRefusedError | socket.gaierror)
 

@@ -52,12 +52,16 @@ class Queue:
         with self.db.atomic():
             self._add_deliveries(subject, targets, urgent, now, due)
 
-    def due(self, now: float, exclude: Collection[int] = ()) -> list[Delivery]:
-        """Every delivery due now, most pressing first (but those in `exclude`)."""
+    def due(
+        self, now: float, exclude: Collection[int] = (), since: float | None = None
+    ) -> list[Delivery]:
+        """Every delivery due now, most pressing first (but those in `exclude`); with `since`,
+        only those that fell due after it."""
         cursor = self.db.conn.execute(
             "SELECT * FROM deliveries WHERE status IN ('pending', 'retrying') "
-            "AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at, id",
-            (now,),
+            "AND next_attempt_at <= ? AND next_attempt_at > ? "
+            "ORDER BY urgent DESC, next_attempt_at, id",
+            (now, float("-inf") if since is None else since),
         )
         names = [c[0] for c in cursor.description]
         found = (_delivery(dict(zip(names, row, strict=True))) for row in cursor)

@@ -109,6 +109,7 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             if add:
                 self._open.add(conn)
+                self.owner.connections += 1
             else:
                 self._open.discard(conn)
 
@@ -130,6 +131,7 @@ class LoopbackHTTPServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.connections = 0  # TCP connections accepted: keep-alive shows as fewer than requests
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         raise NotImplementedError

@@ -428,6 +428,7 @@ class SlackStandin(LoopbackHTTPServer):
             self._next_id = 1
             self._last_ts = 0
             self._window = RateWindow(self._limit) if self._limit else None
+            self.connections = 0
             for name in self._initial_channels:
                 self._create(name.removeprefix("#"))
 

@@ -15,8 +15,9 @@ import shutil
 import ssl
 import tempfile
 import threading
+import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,7 @@ class SmtpMessage:
     raw: bytes  # as received, CRLF line endings
     login: str | None  # the AUTH user, if any
     secure: bool  # whether it travelled over TLS
+    accepted_at: float = field(default_factory=time.time)  # as DATA was accepted, before the 250
 
     @property
     def message(self) -> EmailMessage:

@@ -172,6 +172,7 @@ class TeamsStandin(LoopbackHTTPServer):
             self._requests: list[TeamsRequest] = []
             self._ratelimited: Counter[str] = Counter()
             self._window = RateWindow(self._limit) if self._limit else None
+            self.connections = 0
 
     def _sig(self, name: str) -> str:
         return hmac.new(self._key, name.encode(), hashlib.sha256).hexdigest()[:43]
