@@ -29,7 +29,7 @@ def wall(command: list[str], env: dict[str, str], repeat: int) -> float:
 
 def run(table: Table, folder: Path, quick: bool) -> None:
     repeat = 5 if quick else 11
-    # No Autumna key: `check` validates rules.toml and renders every template, as in the demo.
+    # No keys: `check --demo` validates rules.toml and renders every template, as for the demo.
     env = {
         k: v
         for k, v in os.environ.items()
@@ -41,8 +41,8 @@ def run(table: Table, folder: Path, quick: bool) -> None:
         ("6a", ["--help"], "`leadbot --help`"),
         (
             "6b",
-            ["check", "--config", str(ROOT / "rules.toml")],
-            "`leadbot check` (the example rules.toml; every template rendered)",
+            ["check", "--demo", "--config", str(ROOT / "rules.toml")],
+            "`leadbot check --demo` (the example rules.toml; every template rendered)",
         ),
     ):
         seconds = wall([leadbot, *args], env, repeat)

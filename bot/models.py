@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 # Autumna's own category ids and the names its pages use for them. The first name is the one we
@@ -25,6 +26,7 @@ CATEGORY_NAMES: dict[int, tuple[str, ...]] = {
 }
 
 
+@lru_cache(maxsize=256)  # a handful of names, asked for by every render
 def category_slug(name: str) -> str:
     """`In Person Visit Request` -> `in-person-visit-request` (used for template file names)."""
     out = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
@@ -105,6 +105,16 @@ def builtin_templates() -> Path:
     return Path(str(resources.files("bot.templates")))
 
 
+@dataclass
+class Kept:
+    """A render kept for the lead's other destinations on the same channel and privacy."""
+
+    lead: Lead
+    view: dict[str, Any]
+    parts: dict[str, str]
+    email: Any = None  # the composed email, for every address it goes to
+
+
 class Renderer:
     def __init__(self, config: Config, claiming: str = "", link_secret: str = "") -> None:
         """`claiming`: how people claim in Slack here: "button" (Socket Mode), "reaction"
@@ -120,9 +130,8 @@ class Renderer:
         self.prefixes = ["group", "builtin"] if config.templates else ["builtin"]
         self.envs = {fmt: _environment(loader, fmt, fn) for fmt, fn in ESCAPERS.items()}
         self._chains: dict[tuple[str, Channel, str], list[Template]] = {}
-        self._recent: OrderedDict[tuple[Any, ...], tuple[Lead, dict[str, Any], dict[str, str]]] = (
-            OrderedDict()
-        )
+        self._found: dict[tuple[str, Channel, str, str, bool], Template | None] = {}
+        self._recent: OrderedDict[tuple[Any, ...], Kept] = OrderedDict()
 
     def render(
         self,
@@ -132,29 +141,42 @@ class Renderer:
         ref: str = "",
         context: Context = NO_CONTEXT,
     ) -> Message:
-        view, parts = self.view(lead, target, facts, context)
-        summary = f"{lead.category.name} {lead.key} for {view['home']['name']} -> {target.label}"
+        kept = self._kept(lead, target, facts, context)
+        summary = f"{lead.category.name} {lead.key} for {kept.view['home']['name']}"
+        summary = f"{summary} -> {target.label}"
         if context.escalation_step:
             summary = f"escalation {context.escalation_step} of {summary}"
-        payload = COMPOSERS[target.channel](parts, view, self.config)
+        if target.channel is Channel.EMAIL:
+            # Composed once for all the lead's addresses: each email gets its own envelope
+            # around it when it is sent (channels/email.stamp), and never changes it.
+            if kept.email is None:
+                kept.email = COMPOSERS[Channel.EMAIL](kept.parts, kept.view, self.config)
+            payload = kept.email
+        else:
+            payload = COMPOSERS[target.channel](kept.parts, kept.view, self.config)
         return Message(target, ref or f"{lead.key}/{target.key}", escape.one_line(summary), payload)
 
     def view(
         self, lead: Lead, target: Target, facts: Facts, context: Context = NO_CONTEXT
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """What templates see for this message, and every block rendered from it."""
+        kept = self._kept(lead, target, facts, context)
+        return kept.view, kept.parts
+
+    def _kept(self, lead: Lead, target: Target, facts: Facts, context: Context) -> Kept:
         # A lead goes to several destinations of one channel with the same text: render it once.
         key = (lead.key, target.channel, target.privacy, facts, context)
-        recent = self._recent.get(key)
-        if recent is not None and recent[0] == lead:
-            return recent[1], recent[2]
+        kept = self._recent.get(key)
+        if kept is not None and kept.lead == lead:
+            return kept
         view = lead_view(lead, target, facts, self.config)
         view |= context_view(context, lead.key, self.claiming, self.config, self.link_secret)
-        parts = self.parts(target.channel, lead.category.slug, view)
-        self._recent[key] = (lead, view, parts)
+        kept = self._recent[key] = Kept(
+            lead, view, self.parts(target.channel, lead.category.slug, view)
+        )
         if len(self._recent) > RECENT:
             self._recent.popitem(last=False)
-        return view, parts
+        return kept
 
     def forget(self) -> None:
         """Let go of kept renders (the queue is empty: no other destination is waiting)."""
@@ -232,12 +254,18 @@ class Renderer:
             if id(template) not in contexts:
                 contexts[id(template)] = template.new_context(view | {"parts": parts})
             text = "".join(template.blocks[block](contexts[id(template)]))
-            parts[block] = Markup(text) if fmt == "html" else escape.Trusted(_tidy(text))
+            if fmt == "html":
+                parts[block] = Markup(text)
+            else:
+                parts[block] = escape.Trusted(_tidy(text) if text else "")
         return parts
 
     def _find(
         self, fmt: str, channel: Channel, slug: str, block: str, fallback: bool
     ) -> Template | None:
+        known = (fmt, channel, slug, block, fallback)
+        if known in self._found:
+            return self._found[known]
         key = (fmt, channel, slug)
         if key not in self._chains:
             names = [
@@ -252,7 +280,8 @@ class Renderer:
                 except TemplateNotFound:
                     continue
             self._chains[key] = chain
-        return next((t for t in self._chains[key] if block in t.blocks), None)
+        found = self._found[known] = next((t for t in self._chains[key] if block in t.blocks), None)
+        return found
 
 
 class Sandbox(SandboxedEnvironment):

@@ -84,11 +84,14 @@ def message_id(ref: str, sender: str) -> str:
 
 
 def stamp(message: Message, sender: str) -> Mime:
-    """Address the composed email for its target; the envelope headers are set once, here,
-    for every email leadbot sends."""
-    msg: Any = message.payload
-    del msg["From"], msg["To"], msg["Date"], msg["Message-ID"]
-    del msg["Auto-Submitted"], msg["X-Auto-Response-Suppress"]
+    """Address the composed email for its target, in a new envelope around the composed parts:
+    the composed email is never changed, so one serves every address a lead's email goes to.
+    The envelope headers are set once, here, for every email leadbot sends."""
+    composed: Any = message.payload
+    msg: Any = MIMEMultipart("alternative", policy=POLICY)
+    for name, value in composed.items():  # the subject and the urgency
+        if name.lower() not in ENVELOPE:
+            msg[name] = value
     msg["From"] = formataddr(parseaddr(sender), charset="utf-8")
     msg["To"] = _header(message.target.address)
     msg["Date"] = formatdate(localtime=False)
@@ -97,7 +100,13 @@ def stamp(message: Message, sender: str) -> Mime:
     # Exchange and Microsoft 365 go by X-Auto-Response-Suppress.
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
+    for part in composed.get_payload():
+        msg.attach(part)
     return msg  # type: ignore[no-any-return]
+
+
+ENVELOPE = {"content-type", "mime-version", "from", "to", "date", "message-id"}
+ENVELOPE |= {"auto-submitted", "x-auto-response-suppress"}
 
 
 class EmailChannel:
