@@ -143,9 +143,7 @@ class Dispatcher:
         except Exception:
             self.changed()  # the claims were rolled back: read the queue afresh next time
             raise  # and the outcomes stay unwritten: the next try writes them
-        written, self.unwritten = self.unwritten, []
-        for outcome in written:
-            self._announce(outcome)
+        self._committed()
         for delivery, message in starting:
             lane = self.lanes.get(delivery.target)
             lane.busy = True
@@ -211,6 +209,10 @@ class Dispatcher:
         with self.store.batch():
             for outcome in self.unwritten:
                 self._write(outcome)
+        self._committed()
+
+    def _committed(self) -> None:
+        """The unwritten outcomes are committed now: count, log and note each."""
         written, self.unwritten = self.unwritten, []
         for outcome in written:
             self._announce(outcome)

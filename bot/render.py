@@ -284,6 +284,9 @@ class Renderer:
         return found
 
 
+DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class Sandbox(SandboxedEnvironment):
     """Jinja's sandbox, quicker to the views' own values. For `home.name` on a dict, the sandbox
     tries the attribute first and looks the key up only after AttributeError; for a name no dict
@@ -297,9 +300,6 @@ class Sandbox(SandboxedEnvironment):
             except KeyError:
                 pass
         return super().getattr(obj, attribute)
-
-
-DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def _environment(loader: PrefixLoader, fmt: str, fn: Callable[[str], str]) -> SandboxedEnvironment:

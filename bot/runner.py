@@ -35,8 +35,9 @@ PURGE_EVERY = 24 * 3600.0  # the run loop applies the retention period daily
 PROGRESS_EVERY = 10.0  # seconds between progress lines while a backlog drains
 WATCH_BATCH = 40  # Slack messages asked about per round (two calls each, within Slack's limits)
 BACKLOG = 50  # deliveries waiting: from here on, progress is shown
-CHORES = 0.2  # seconds between looks for due escalations and digests (a backlog turns the loop
-# thousands of times a second: each look is a query)
+# Seconds between looks for due escalations and digests: each look is a query, and a backlog
+# turns the loop thousands of times a second.
+CHORES = 0.2
 
 
 class Runner:

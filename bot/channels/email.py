@@ -83,6 +83,21 @@ def message_id(ref: str, sender: str) -> str:
     return f"<leadbot.{hashlib.sha256(ref.encode()).hexdigest()[:32]}@{domain}>"
 
 
+# Set by `stamp` on each email's own envelope, never taken from the composed one.
+ENVELOPE = frozenset(
+    {
+        "content-type",
+        "mime-version",
+        "from",
+        "to",
+        "date",
+        "message-id",
+        "auto-submitted",
+        "x-auto-response-suppress",
+    }
+)
+
+
 def stamp(message: Message, sender: str) -> Mime:
     """Address the composed email for its target, in a new envelope around the composed parts:
     the composed email is never changed, so one serves every address a lead's email goes to.
@@ -103,10 +118,6 @@ def stamp(message: Message, sender: str) -> Mime:
     for part in composed.get_payload():
         msg.attach(part)
     return msg  # type: ignore[no-any-return]
-
-
-ENVELOPE = {"content-type", "mime-version", "from", "to", "date", "message-id"}
-ENVELOPE |= {"auto-submitted", "x-auto-response-suppress"}
 
 
 class EmailChannel:
